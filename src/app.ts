@@ -1,0 +1,96 @@
+/**
+ * Composition root: builds every service from explicit dependencies and hands them to the
+ * routes. Nothing here is a module-level singleton; tests build as many apps as they like.
+ */
+import type { Redis } from 'ioredis';
+import { registerAuditRoutes } from './audit/routes.js';
+import type { Config } from './config.js';
+import type { DatabaseRef } from './db/open.js';
+import { sharedPlacement } from './db/placement.js';
+import { createTenantTransactions } from './db/tenant-tx.js';
+import { createAuthHook } from './http/auth.js';
+import { registerHealthRoutes } from './http/health-routes.js';
+import { createHttpServer, type HttpServer } from './http/server.js';
+import { createApiKeyService } from './identity/api-keys.js';
+import { createKeyAuthenticator } from './identity/authenticate.js';
+import { createLastUsedRecorder } from './identity/last-used.js';
+import { registerApiKeyRoutes } from './identity/routes.js';
+import type { Runtime } from './ids.js';
+import { createRateLimiter } from './limits/rate-limit.js';
+import type { Logger } from './logging.js';
+import type { Secrets } from './secrets.js';
+import { registerTenancyRoutes } from './tenancy/routes.js';
+import { createTenancyService } from './tenancy/tenancy-service.js';
+import { version } from './version.js';
+
+export interface CoreOptions {
+  readonly config: Config;
+  readonly secrets: Secrets;
+  readonly logger: Logger;
+  readonly db: DatabaseRef;
+  readonly runtime: Runtime;
+}
+
+/** The services, without HTTP: shared by the server and the CLI. */
+export function createCore(options: CoreOptions) {
+  const { config, secrets, logger, runtime } = options;
+  const placement = sharedPlacement(() => options.db.get());
+  const { withWorkspace, withPlatform } = createTenantTransactions({ placement, appRole: config.appRole });
+  return {
+    placement,
+    withWorkspace,
+    withPlatform,
+    tenancy: createTenancyService({ withPlatform, runtime }),
+    apiKeys: createApiKeyService({ runtime, pepper: secrets.apiKeyPepper }),
+    authenticator: createKeyAuthenticator({
+      registry: () => placement.registry().owner,
+      pepper: secrets.apiKeyPepper,
+      cacheTtlMs: config.keyCacheTtlMs,
+      now: () => runtime.now(),
+    }),
+    lastUsed: createLastUsedRecorder({
+      withWorkspace,
+      flushMs: config.lastUsedFlushMs,
+      onError: (error) => { logger.warn({ err: error }, 'could not record API key last-used times'); },
+    }),
+  };
+}
+
+export type Core = ReturnType<typeof createCore>;
+
+export interface AppOptions extends CoreOptions {
+  readonly redis?: Redis | undefined;
+  /** `api` serves the whole API; `worker` serves only health routes (background work arrives with later capabilities). */
+  readonly role?: 'api' | 'worker' | 'all';
+}
+
+export interface App {
+  readonly http: HttpServer;
+  readonly core: Core;
+  close(): Promise<void>;
+}
+
+export async function buildApp(options: AppOptions): Promise<App> {
+  const { config, secrets, logger, runtime } = options;
+  const core = createCore(options);
+  const rateLimiter = createRateLimiter(config.rateLimits, options.redis);
+
+  const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
+  http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, lastUsed: core.lastUsed, now: () => runtime.now() }));
+  registerHealthRoutes(http, options.db);
+  if (options.role !== 'worker') {
+    registerTenancyRoutes(http, core.tenancy);
+    registerApiKeyRoutes(http, core);
+    registerAuditRoutes(http, core);
+  }
+  await http.ready();
+
+  return {
+    http,
+    core,
+    async close() {
+      await http.close();
+      await core.lastUsed.stop();
+    },
+  };
+}

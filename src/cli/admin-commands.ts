@@ -1,0 +1,74 @@
+/**
+ * Operator commands that act on the database directly (no running server needed). Each opens the
+ * database the server would use, runs one service call as the `cli` actor, prints JSON and closes.
+ */
+import { hostname, userInfo } from 'node:os';
+import { type Core, createCore } from '../app.js';
+import type { VerifyResult } from '../audit/chain.js';
+import type { ActionContext } from '../audit/context.js';
+import { platformAudit, workspaceAudit } from '../audit/store.js';
+import type { Config } from '../config.js';
+import { migrate } from '../db/migrate.js';
+import { databaseRef, openDatabase } from '../db/open.js';
+import type { Scope } from '../identity/scopes.js';
+import { createLogger } from '../logging.js';
+import { systemRuntime } from '../runtime.js';
+import { resolveSecrets } from '../secrets.js';
+
+const cliContext = (): ActionContext => ({ actor: { type: 'cli', id: `${userInfo().username}@${hostname()}` } });
+
+async function withCore<T>(config: Config, fn: (core: Core) => Promise<T>): Promise<T> {
+  const { secrets } = await resolveSecrets(config);
+  const database = await openDatabase(config);
+  try {
+    // The embedded database has no separate deployment step: bring its schema up to date here too.
+    if (config.databaseUrl === undefined) await migrate(database, config.appRole);
+    const core = createCore({ config, secrets, logger: createLogger({ level: 'warn' }), db: databaseRef(database), runtime: systemRuntime });
+    const result = await fn(core);
+    await core.lastUsed.stop();
+    return result;
+  } finally {
+    await database.close();
+  }
+}
+
+export async function runMigrate(config: Config): Promise<unknown> {
+  const database = await openDatabase(config);
+  try {
+    return await migrate(database, config.appRole);
+  } finally {
+    await database.close();
+  }
+}
+
+export const createTenant = (config: Config, input: { name: string; slug: string }) =>
+  withCore(config, (core) => core.tenancy.createTenant(cliContext(), input));
+
+export const createWorkspace = (config: Config, input: { tenantId: string; name: string; environment: string }) =>
+  withCore(config, (core) => core.tenancy.createWorkspace(cliContext(), input.tenantId, { name: input.name, environment: input.environment }));
+
+export const createApiKey = (config: Config, input: { workspaceId: string; name: string; scopes: Scope[]; allowedCidrs: string[]; expiresAt?: string | undefined }) =>
+  withCore(config, async (core) => {
+    const workspace = await core.tenancy.getWorkspace(input.workspaceId);
+    const { view, key } = await core.withWorkspace(workspace.id, (tx) =>
+      core.apiKeys.create(tx, cliContext(), { name: input.name, scopes: input.scopes, allowedCidrs: input.allowedCidrs, expiresAt: input.expiresAt }, { environment: workspace.environment }),
+    );
+    return { ...view, key };
+  });
+
+export interface ChainReport extends VerifyResult {
+  readonly chain: string;
+}
+
+/** Verifies one workspace's chain, or (without one) the platform chain and every workspace's. */
+export const verifyAudit = (config: Config, workspaceId: string | undefined) =>
+  withCore(config, async (core): Promise<ChainReport[]> => {
+    if (workspaceId !== undefined) {
+      await core.tenancy.getWorkspace(workspaceId);
+      return [{ chain: workspaceId, ...(await core.withWorkspace(workspaceId, (tx) => workspaceAudit.verify(tx))) }];
+    }
+    const reports: ChainReport[] = [{ chain: 'platform', ...(await core.withPlatform((tx) => platformAudit.verify(tx))) }];
+    const ids = await core.withPlatform(async (tx) => (await tx.query<{ id: string }>('SELECT id FROM workspaces ORDER BY id')).rows.map((r) => r.id));
+    for (const id of ids) reports.push({ chain: id, ...(await core.withWorkspace(id, (tx) => workspaceAudit.verify(tx))) });
+    return reports;
+  });

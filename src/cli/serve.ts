@@ -1,0 +1,70 @@
+/**
+ * `bulkhead serve`: listen first (so /healthz answers while the embedded database starts), then
+ * open the database, migrate where appropriate, and become ready.
+ */
+import { Redis } from 'ioredis';
+import { buildApp } from '../app.js';
+import type { Config } from '../config.js';
+import { migrate, schemaIsCurrent } from '../db/migrate.js';
+import { databaseRef, openDatabase } from '../db/open.js';
+import type { Database } from '../db/types.js';
+import { createLogger } from '../logging.js';
+import { systemRuntime } from '../runtime.js';
+import { resolveSecrets } from '../secrets.js';
+
+export type ServeRole = 'api' | 'worker' | 'all';
+
+export async function serve(config: Config, role: ServeRole): Promise<void> {
+  const logger = createLogger({ level: config.logLevel });
+  const resolved = await resolveSecrets(config);
+  if (resolved.generated.length > 0) {
+    logger.warn({ file: resolved.file, generated: resolved.generated }, 'generated missing secrets into the data folder (development mode only)');
+  }
+
+  const db = databaseRef();
+  const redis = config.redisUrl === undefined ? undefined : new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  redis?.on('error', (error) => { logger.warn({ err: error }, 'redis unavailable; rate limits fall back to per-process budgets'); });
+  const app = await buildApp({ config, secrets: resolved.secrets, logger, db, runtime: systemRuntime, redis, role });
+  const address = await app.http.listen({ host: config.host, port: config.port });
+
+  // Deliberately not through the logger: this is the one time the admin token is shown, on the
+  // operator's terminal, and log pipelines must never carry it.
+  const banner = [`Bulkhead ${role} listening on ${address}`];
+  if (resolved.generated.includes('adminToken')) {
+    banner.push('', 'Admin token (shown once; also stored in the data folder\'s secrets.json):', `  ${resolved.secrets.adminToken}`, '');
+  }
+  process.stdout.write(`${banner.join('\n')}\n`);
+
+  let database: Database | undefined;
+  try {
+    database = await openDatabase(config);
+    const embedded = config.databaseUrl === undefined;
+    if (embedded || config.env === 'development') {
+      const result = await migrate(database, config.appRole);
+      if (result.applied.length > 0) logger.info({ applied: result.applied }, 'migrations applied');
+    } else if (!(await schemaIsCurrent(database.owner))) {
+      logger.error('database schema is behind this build: run `bulkhead migrate`; /readyz reports not ready until then');
+    }
+    db.set(database);
+    logger.info({ database: database.kind }, 'ready');
+  } catch (error) {
+    logger.fatal({ err: error }, 'could not open the database');
+    await app.close();
+    await database?.close();
+    redis?.disconnect();
+    process.exitCode = 1;
+    return;
+  }
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    await app.close();
+    await database.close();
+    redis?.disconnect();
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}

@@ -1,0 +1,203 @@
+/**
+ * Every setting Bulkhead reads, in one table. `parseConfig(env)` checks all of them and reports
+ * every problem in one error, so an operator fixes a deployment in one pass. The same table
+ * feeds the README's configuration section (`npm run bulkhead -- config docs`).
+ *
+ * Secrets never have defaults. In development mode the embedded-secrets step
+ * (`src/secrets.ts`) fills the missing ones from the data folder; in production they must be set.
+ */
+import path from 'node:path';
+
+export type Environment = 'development' | 'production';
+
+export interface RootKey {
+  readonly version: number;
+  readonly key: Buffer;
+}
+
+export interface Config {
+  readonly env: Environment;
+  readonly host: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly databaseAppUrl: string | undefined;
+  readonly appRole: string;
+  readonly pgPoolSize: number;
+  readonly adminToken: string | undefined;
+  readonly apiKeyPepper: string | undefined;
+  readonly rootKeys: readonly RootKey[] | undefined;
+  readonly redisUrl: string | undefined;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly bodyLimitBytes: number;
+  readonly trustProxy: boolean;
+  readonly rateLimits: {
+    readonly perKeyPerMinute: number;
+    readonly perWorkspacePerMinute: number;
+    readonly perTenantPerMinute: number;
+  };
+  readonly keyCacheTtlMs: number;
+  readonly lastUsedFlushMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+interface Setting<T> {
+  readonly name: string;
+  readonly description: string;
+  readonly default?: string;
+  readonly secret?: boolean;
+  parse(raw: string): T;
+}
+
+const integer = (min: number, max: number) => (raw: string): number => {
+  if (!/^\d+$/.test(raw)) throw new Error(`must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
+  return n;
+};
+
+const oneOf = <T extends string>(...values: readonly T[]) => (raw: string): T => {
+  if (!(values as readonly string[]).includes(raw)) throw new Error(`must be one of ${values.join(', ')}, got "${raw}"`);
+  return raw as T;
+};
+
+const postgresUrl = (raw: string): string => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error('must be a URL such as postgres://user@host:5432/db');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new Error('must use the postgres:// scheme');
+  return raw;
+};
+
+const secretString = (minLength: number) => (raw: string): string => {
+  if (raw.length < minLength) throw new Error(`must be at least ${minLength} characters`);
+  return raw;
+};
+
+/** `1:<base64 32 bytes>,2:<base64 32 bytes>`; the highest version is the current one. */
+export function parseRootKeys(raw: string): RootKey[] {
+  const keys = raw.split(',').map((part) => {
+    const match = /^(\d{1,6}):([A-Za-z0-9+/=_-]+)$/.exec(part.trim());
+    if (!match?.[1] || !match[2]) throw new Error('must be a comma-separated list of <version>:<base64 key>');
+    const key = Buffer.from(match[2], 'base64');
+    if (key.length !== 32) throw new Error(`key version ${match[1]} must decode to 32 bytes, got ${key.length}`);
+    return { version: Number(match[1]), key };
+  });
+  if (new Set(keys.map((k) => k.version)).size !== keys.length) throw new Error('key versions must be unique');
+  return keys.sort((a, b) => a.version - b.version);
+}
+
+const identifier = (raw: string): string => {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new Error('must be a lower-case SQL identifier');
+  return raw;
+};
+
+const boolean = (raw: string): boolean => {
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new Error(`must be true or false, got "${raw}"`);
+};
+
+export const settings = {
+  env: { name: 'BULKHEAD_ENV', description: '`development` (embedded-friendly, generates missing secrets) or `production` (every secret and DATABASE_URL required)', default: 'development', parse: oneOf('development', 'production') },
+  port: { name: 'PORT', description: 'HTTP port', default: '8080', parse: integer(0, 65535) },
+  host: { name: 'HOST', description: 'Address the HTTP server binds to', default: '127.0.0.1', parse: (raw: string) => raw },
+  dataDir: { name: 'BULKHEAD_DATA_DIR', description: 'Folder for the embedded database and generated secrets', default: './.bulkhead', parse: (raw: string) => path.resolve(raw) },
+  databaseUrl: { name: 'DATABASE_URL', description: 'PostgreSQL URL of the schema owner (runs migrations, platform registry). Absent: embedded PGlite in the data folder', parse: postgresUrl },
+  databaseAppUrl: { name: 'DATABASE_APP_URL', description: 'Optional separate PostgreSQL login for tenant transactions (a member of the application role). Absent: DATABASE_URL with `SET LOCAL ROLE`', parse: postgresUrl },
+  appRole: { name: 'BULKHEAD_DB_APP_ROLE', description: 'Database role every tenant transaction runs as (NOSUPERUSER, NOBYPASSRLS, not an owner)', default: 'bulkhead_app', parse: identifier },
+  pgPoolSize: { name: 'BULKHEAD_PG_POOL_SIZE', description: 'Connections per PostgreSQL pool', default: '10', parse: integer(1, 500) },
+  adminToken: { name: 'BULKHEAD_ADMIN_TOKEN', description: 'Platform admin bearer token (min. 32 characters)', secret: true, parse: secretString(32) },
+  apiKeyPepper: { name: 'BULKHEAD_API_KEY_PEPPER', description: 'Server-side secret for HMAC-SHA256 of API keys (min. 32 characters). Changing it invalidates every key', secret: true, parse: secretString(32) },
+  rootKeys: { name: 'BULKHEAD_ROOT_KEYS', description: 'Versioned 256-bit root keys `1:<base64>,2:<base64>`; the highest version wraps new data keys', secret: true, parse: parseRootKeys },
+  redisUrl: { name: 'REDIS_URL', description: 'Optional Redis for shared rate-limit budgets across API processes', parse: (raw: string) => {
+    if (!/^rediss?:\/\//.test(raw)) throw new Error('must use the redis:// or rediss:// scheme');
+    return raw;
+  } },
+  logLevel: { name: 'LOG_LEVEL', description: 'pino log level', default: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
+  bodyLimitBytes: { name: 'BULKHEAD_BODY_LIMIT_BYTES', description: 'Largest accepted request body; larger ones get 413 `payload_too_large`', default: '1048576', parse: integer(1024, 64 * 1024 * 1024) },
+  trustProxy: { name: 'BULKHEAD_TRUST_PROXY', description: 'Take the client address from X-Forwarded-For (only behind a proxy you control)', default: 'false', parse: boolean },
+  perKeyPerMinute: { name: 'BULKHEAD_RATE_LIMIT_KEY_PER_MINUTE', description: 'Requests per minute per API key', default: '6000', parse: integer(1, 10_000_000) },
+  perWorkspacePerMinute: { name: 'BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE', description: 'Requests per minute per workspace (all its keys)', default: '12000', parse: integer(1, 10_000_000) },
+  perTenantPerMinute: { name: 'BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE', description: 'Requests per minute per tenant (all its workspaces); a tenant\'s `limits.requestsPerMinute` overrides it', default: '30000', parse: integer(1, 10_000_000) },
+  keyCacheTtlMs: { name: 'BULKHEAD_KEY_CACHE_TTL_MS', description: 'How long a resolved API key is cached in a process. Revocation in the same process is immediate; other processes see it within this time. 0 disables the cache', default: '5000', parse: integer(0, 60_000) },
+  lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
+} as const satisfies Record<string, Setting<unknown>>;
+
+type Settings = typeof settings;
+type Parsed = { [K in keyof Settings]: ReturnType<Settings[K]['parse']> | undefined };
+
+export function parseConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: string[] = [];
+  const values: Partial<Record<keyof Settings, unknown>> = {};
+  for (const [field, setting] of Object.entries(settings) as [keyof Settings, Setting<unknown>][]) {
+    const raw = env[setting.name];
+    const source = raw === undefined || raw === '' ? setting.default : raw;
+    if (source === undefined) continue;
+    try {
+      values[field] = setting.parse(source);
+    } catch (error) {
+      problems.push(`${setting.name} ${(error as Error).message}`);
+    }
+  }
+  const v = values as Parsed;
+  if (v.env === 'production') {
+    for (const field of ['databaseUrl', 'adminToken', 'apiKeyPepper', 'rootKeys'] as const) {
+      if (v[field] === undefined && !problems.some((p) => p.startsWith(settings[field].name))) {
+        problems.push(`${settings[field].name} is required when BULKHEAD_ENV=production`);
+      }
+    }
+  }
+  if (v.databaseAppUrl !== undefined && v.databaseUrl === undefined) {
+    problems.push('DATABASE_APP_URL needs DATABASE_URL (the schema owner) as well');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  // Settings with a default always parsed to a value above; this only narrows the type.
+  const withDefault = <K extends keyof Parsed>(field: K): NonNullable<Parsed[K]> => {
+    const value = v[field];
+    if (value === undefined) throw new Error(`setting ${field} has no default`);
+    return value;
+  };
+  return Object.freeze({
+    env: withDefault('env'),
+    host: withDefault('host'),
+    port: withDefault('port'),
+    dataDir: withDefault('dataDir'),
+    databaseUrl: v.databaseUrl,
+    databaseAppUrl: v.databaseAppUrl,
+    appRole: withDefault('appRole'),
+    pgPoolSize: withDefault('pgPoolSize'),
+    adminToken: v.adminToken,
+    apiKeyPepper: v.apiKeyPepper,
+    rootKeys: v.rootKeys,
+    redisUrl: v.redisUrl,
+    logLevel: withDefault('logLevel'),
+    bodyLimitBytes: withDefault('bodyLimitBytes'),
+    trustProxy: withDefault('trustProxy'),
+    rateLimits: Object.freeze({
+      perKeyPerMinute: withDefault('perKeyPerMinute'),
+      perWorkspacePerMinute: withDefault('perWorkspacePerMinute'),
+      perTenantPerMinute: withDefault('perTenantPerMinute'),
+    }),
+    keyCacheTtlMs: withDefault('keyCacheTtlMs'),
+    lastUsedFlushMs: withDefault('lastUsedFlushMs'),
+  });
+}
+
+/** The configuration table for the README, generated from the same definitions. */
+export function configurationTable(): string {
+  const rows = Object.values(settings as Record<string, Setting<unknown>>).map(
+    (s) => `| \`${s.name}\` | ${s.default === undefined ? (s.secret ? '— (secret)' : '—') : `\`${s.default}\``} | ${s.description} |`,
+  );
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}

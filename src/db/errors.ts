@@ -1,0 +1,17 @@
+import { BulkheadError } from '../errors.js';
+
+/** SQLSTATE raised by `bulkhead_current_workspace()` when a query runs without workspace context. */
+export const NO_WORKSPACE_CONTEXT = 'BK001';
+export const UNIQUE_VIOLATION = '23505';
+
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+export function translateDbError(error: unknown): unknown {
+  if (sqlState(error) === NO_WORKSPACE_CONTEXT) {
+    return new BulkheadError('workspace_context_missing', 'query ran without a workspace context', { cause: error });
+  }
+  return error;
+}

@@ -1,0 +1,44 @@
+/**
+ * Embedded database: real PostgreSQL compiled to WASM, in this process, persisted to a folder.
+ * PGlite has a single connection, so owner and app are the same pool; tenant transactions still
+ * switch to the application role, and PGlite serialises transactions for us.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import type { Database, Pool, Queryable, QueryResult } from './types.js';
+
+export interface PGliteOptions {
+  /** Folder to persist to; undefined keeps everything in memory (tests). */
+  readonly dataDir?: string | undefined;
+  /** A data-dir tarball (from `dumpDataDir`) to start from: tests clone a migrated template. */
+  readonly loadDataDir?: Blob | File | undefined;
+}
+
+function wrap(runner: Pick<PGlite, 'query' | 'exec'>): Queryable {
+  return {
+    async query<R extends object>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      const result = await runner.query<R>(text, params as unknown[]);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    },
+    async exec(script: string): Promise<void> {
+      await runner.exec(script);
+    },
+  };
+}
+
+export async function openPGlite(options: PGliteOptions = {}): Promise<Database & { readonly pglite: PGlite }> {
+  const pglite = await PGlite.create({
+    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+    ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
+  });
+  const pool: Pool = {
+    ...wrap(pglite),
+    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+  };
+  return {
+    kind: 'pglite',
+    pglite,
+    owner: pool,
+    app: pool,
+    close: () => pglite.close(),
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Authentication, authorisation and rate limiting, decided per route from its declared
+ * `config.auth`. A route that declares nothing cannot be registered (see `server.ts`), so
+ * "forgot to protect the endpoint" is a start-up failure, not a vulnerability.
+ *
+ * All of it runs in `onRequest`, before the body is read: an unauthenticated client cannot make
+ * us parse its payload.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { ActionContext } from '../audit/context.js';
+import { BulkheadError } from '../errors.js';
+import type { KeyAuthenticator, Principal } from '../identity/authenticate.js';
+import type { LastUsedRecorder } from '../identity/last-used.js';
+import { hasScope, type Scope } from '../identity/scopes.js';
+import type { RateLimiter, RateLimitState } from '../limits/rate-limit.js';
+
+export type AuthRequirement = 'public' | 'admin' | { readonly scope: Scope };
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    auth?: AuthRequirement;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+}
+
+export interface AuthDeps {
+  readonly adminToken: string;
+  readonly authenticator: KeyAuthenticator;
+  readonly rateLimiter: RateLimiter;
+  readonly lastUsed: LastUsedRecorder;
+  readonly now: () => Date;
+}
+
+const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
+
+function bearer(request: FastifyRequest): string {
+  const header = request.headers.authorization;
+  const match = header === undefined ? null : /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+  if (!match?.[1]) throw new BulkheadError('unauthenticated', 'send credentials as "Authorization: Bearer <token>"');
+  return match[1];
+}
+
+function setRateHeaders(reply: FastifyReply, state: RateLimitState): void {
+  reply.header('RateLimit-Limit', state.limit);
+  reply.header('RateLimit-Remaining', state.remaining);
+  reply.header('RateLimit-Reset', state.resetSeconds);
+}
+
+export function createAuthHook(deps: AuthDeps) {
+  // Compare digests, so the comparison takes the same time whatever the presented length.
+  const adminDigest = digest(deps.adminToken);
+
+  return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const requirement = request.routeOptions.config.auth;
+    // The not-found handler is the one "route" without a declared requirement.
+    if (requirement === 'public' || request.is404) return;
+    if (requirement === undefined) throw new BulkheadError('internal_error', 'route has no auth requirement');
+    const token = bearer(request);
+
+    if (requirement === 'admin') {
+      if (!timingSafeEqual(digest(token), adminDigest)) throw new BulkheadError('admin_token_invalid', 'the admin token is not valid');
+      return;
+    }
+
+    const principal = await deps.authenticator.authenticate(token, request.ip);
+    if (!hasScope(principal.scopes, requirement.scope)) {
+      throw new BulkheadError('insufficient_scope', `this API key lacks the "${requirement.scope}" scope`, { details: { requiredScope: requirement.scope } });
+    }
+    const outcome = await deps.rateLimiter.consume(principal);
+    setRateHeaders(reply, outcome.state);
+    if (!outcome.allowed) {
+      reply.header('Retry-After', outcome.retryAfterSeconds);
+      throw new BulkheadError('rate_limited', `the ${outcome.scope.replace('_', ' ')} request budget is spent`, { details: { scope: outcome.scope, retryAfter: outcome.retryAfterSeconds } });
+    }
+    deps.lastUsed.record(principal.workspaceId, principal.keyId, deps.now());
+    request.principal = principal;
+  };
+}
+
+/** The principal of a route that declared a scope (the hook guarantees it is there). */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new BulkheadError('internal_error', 'route reached without a principal');
+  return request.principal;
+}
+
+export function adminContext(request: FastifyRequest): ActionContext {
+  return { actor: { type: 'admin', id: 'platform' }, requestId: request.id, ip: request.ip };
+}
+
+export function keyContext(request: FastifyRequest): ActionContext {
+  return { actor: { type: 'api_key', id: principalOf(request).keyId }, requestId: request.id, ip: request.ip };
+}

@@ -1,0 +1,72 @@
+/**
+ * The one place where errors become HTTP responses: `application/problem+json` (RFC 9457) with a
+ * stable `code`. Unknown errors are logged and answered as `internal_error` without detail, so no
+ * internal message (or anything it might contain) reaches a client.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { BulkheadError, type ErrorCode, errorStatus } from '../errors.js';
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail: string;
+  requestId: string;
+  [extra: string]: unknown;
+}
+
+const titles: Partial<Record<ErrorCode, string>> = {
+  validation_failed: 'The request is not valid',
+  malformed_json: 'The request body is not valid JSON',
+  payload_too_large: 'The request body is too large',
+  not_found: 'Not found',
+  route_not_found: 'No such route',
+  rate_limited: 'Too many requests',
+  internal_error: 'Internal error',
+};
+
+const fastifyCodes: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_TYPE: 'bad_request',
+};
+
+export function problemFor(error: unknown, requestId: string): { problem: Problem; cause?: unknown } {
+  const make = (code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Problem => ({
+    type: `urn:bulkhead:error:${code}`,
+    title: titles[code] ?? code.replaceAll('_', ' '),
+    status: errorStatus[code],
+    code,
+    detail,
+    requestId,
+    ...extra,
+  });
+
+  if (error instanceof BulkheadError) {
+    const problem = make(error.code, error.message, { ...error.details });
+    return error.status >= 500 ? { problem, cause: error } : { problem };
+  }
+  const fastifyError = error as Partial<FastifyError> & { validation?: { instancePath?: string; message?: string; params?: unknown }[] };
+  if (Array.isArray(fastifyError.validation)) {
+    const errors = fastifyError.validation.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid', params: v.params }));
+    return { problem: make('validation_failed', `${fastifyError.validationContext ?? 'request'} ${errors[0]?.path ?? ''} ${errors[0]?.message ?? ''}`.trim(), { errors }) };
+  }
+  const mapped = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
+  if (mapped) return { problem: make(mapped, fastifyError.message ?? mapped) };
+  // JSON.parse failures and prototype-poisoning refusals surface as 400 SyntaxErrors.
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) return { problem: make('malformed_json', 'the request body is not valid JSON') };
+  if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
+    return { problem: { ...make('bad_request', fastifyError.message ?? 'bad request'), status: fastifyError.statusCode } };
+  }
+  return { problem: make('internal_error', 'an internal error occurred; quote the requestId when reporting it'), cause: error };
+}
+
+export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  const { problem, cause } = problemFor(error, request.id);
+  if (cause !== undefined) request.log.error({ err: cause }, 'request failed');
+  return reply.status(problem.status).type('application/problem+json').send(problem);
+}

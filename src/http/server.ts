@@ -1,0 +1,82 @@
+/**
+ * Fastify set up the way every Bulkhead route relies on:
+ *  - bodies are validated strictly (no type coercion, unknown properties rejected); query strings
+ *    and path parameters may be coerced from text, which is all they can be;
+ *  - every error leaves as problem+json through one handler;
+ *  - every route must declare its auth requirement, or registration fails;
+ *  - request ids come from a valid `X-Request-Id` or are generated, and are echoed back;
+ *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from '../logging.js';
+import { BulkheadError } from '../errors.js';
+import { sendProblem } from './problem.js';
+
+// ajv-formats is CommonJS with a default export.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+export type HttpServer = FastifyInstance<Server, IncomingMessage, ServerResponse, Logger, TypeBoxTypeProvider>;
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/;
+
+function validators(): { body: Ajv; text: Ajv } {
+  const base: AjvOptions = { allErrors: false, removeAdditional: false, useDefaults: true, strict: false };
+  return {
+    body: addFormats(new Ajv({ ...base, coerceTypes: false })),
+    text: addFormats(new Ajv({ ...base, coerceTypes: 'array' })),
+  };
+}
+
+export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: boolean; version: string }): Promise<HttpServer> {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: options.bodyLimit,
+    trustProxy: options.trustProxy,
+    requestIdHeader: false,
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    genReqId: (req) => {
+      const offered = req.headers['x-request-id'];
+      return typeof offered === 'string' && REQUEST_ID.test(offered) ? offered : `req_${randomBytes(12).toString('base64url')}`;
+    },
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
+
+  const ajv = validators();
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.text).compile(schema));
+
+  app.addHook('onRoute', (route) => {
+    if (route.config?.auth === undefined && !route.url.startsWith('/documentation')) {
+      throw new Error(`route ${route.method.toString()} ${route.url} declares no auth requirement`);
+    }
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
+  app.setNotFoundHandler({}, (request, reply) =>
+    sendProblem(request, reply, new BulkheadError('route_not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)),
+  );
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Bulkhead API', version: options.version, description: 'Multi-tenant integration layer. Errors are application/problem+json with a stable `code`.' },
+      components: {
+        securitySchemes: {
+          adminToken: { type: 'http', scheme: 'bearer', description: 'Platform admin token' },
+          apiKey: { type: 'http', scheme: 'bearer', description: 'Workspace API key (bk_live_… / bk_test_…)' },
+        },
+      },
+    },
+  });
+  app.get('/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, () => Promise.resolve(app.swagger()));
+  return app;
+}

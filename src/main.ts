@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The `bulkhead` command. `serve` runs the server; the rest are operator commands.
+ * Configuration comes from the environment only (see README), parsed once and frozen.
+ */
+import { parseArgs } from 'node:util';
+import { ConfigError, configurationTable, parseConfig } from './config.js';
+import { serve, type ServeRole } from './cli/serve.js';
+import { createApiKey, createTenant, createWorkspace, runMigrate, verifyAudit } from './cli/admin-commands.js';
+import { allScopes, type Scope } from './identity/scopes.js';
+
+const USAGE = `usage: bulkhead <command>
+
+  serve [--role api|worker|all]             run the server (default role: all)
+  migrate                                   apply database migrations
+  tenant create --name N --slug S           create a tenant
+  workspace create --tenant T --name N --environment E
+  api-key create --workspace W --name N --scopes a,b [--cidr C]... [--expires-at ISO]
+                                            print a new API key (shown once)
+  audit verify [--workspace W]              verify audit chains (exit 1 if any is broken)
+  config                                    print the configuration table
+`;
+
+class UsageError extends Error {}
+
+function need(values: Record<string, unknown>, name: string): string {
+  const value = values[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      role: { type: 'string' },
+      name: { type: 'string' },
+      slug: { type: 'string' },
+      tenant: { type: 'string' },
+      workspace: { type: 'string' },
+      environment: { type: 'string' },
+      scopes: { type: 'string' },
+      cidr: { type: 'string', multiple: true },
+      'expires-at': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const command = positionals.join(' ');
+  if (values.help || command === '' || command === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (command === 'config') {
+    process.stdout.write(`${configurationTable()}\n`);
+    return 0;
+  }
+  const config = parseConfig(process.env);
+
+  switch (command) {
+    case 'serve': {
+      const role = (values.role ?? 'all') as ServeRole;
+      if (!['api', 'worker', 'all'].includes(role)) throw new UsageError('--role must be api, worker or all');
+      await serve(config, role);
+      return 0;
+    }
+    case 'migrate':
+      print(await runMigrate(config));
+      return 0;
+    case 'tenant create':
+      print(await createTenant(config, { name: need(values, 'name'), slug: need(values, 'slug') }));
+      return 0;
+    case 'workspace create':
+      print(await createWorkspace(config, { tenantId: need(values, 'tenant'), name: need(values, 'name'), environment: need(values, 'environment') }));
+      return 0;
+    case 'api-key create': {
+      const scopes = need(values, 'scopes').split(',').map((s) => s.trim());
+      const unknown = scopes.filter((s) => !(allScopes as readonly string[]).includes(s));
+      if (unknown.length > 0) throw new UsageError(`unknown scopes: ${unknown.join(', ')} (known: ${allScopes.join(', ')})`);
+      print(await createApiKey(config, { workspaceId: need(values, 'workspace'), name: need(values, 'name'), scopes: scopes as Scope[], allowedCidrs: values.cidr ?? [], expiresAt: values['expires-at'] }));
+      return 0;
+    }
+    case 'audit verify': {
+      const reports = await verifyAudit(config, values.workspace);
+      print(reports);
+      return reports.every((r) => r.valid) ? 0 : 1;
+    }
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (error instanceof ConfigError) process.stderr.write(`${error.message}\n`);
+    else if (error instanceof UsageError) process.stderr.write(`${error.message}\n\n${USAGE}`);
+    else if (error instanceof Error && 'code' in error && typeof error.code === 'string') process.stderr.write(`${error.code}: ${error.message}\n`);
+    else process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 2;
+  },
+);
