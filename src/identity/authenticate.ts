@@ -50,6 +50,8 @@ export interface KeyAuthenticator {
   authenticate(key: string, ip: string): Promise<Principal>;
   /** Evicts a key from this process's cache (revocation, rotation). */
   forget(keyId: string): void;
+  /** Evicts every key of a workspace (workspace deletion). */
+  forgetWorkspace(workspaceId: string): void;
 }
 
 export function createKeyAuthenticator(deps: {
@@ -118,6 +120,9 @@ export function createKeyAuthenticator(deps: {
     },
     forget(keyId) {
       for (const [hash, entry] of cache) if (entry.key.principal.keyId === keyId) cache.delete(hash);
+    },
+    forgetWorkspace(workspaceId) {
+      for (const [hash, entry] of cache) if (entry.key.principal.workspaceId === workspaceId) cache.delete(hash);
     },
   };
 }

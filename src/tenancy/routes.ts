@@ -43,7 +43,8 @@ const DeleteTenantQuery = Type.Object({ cascade: Type.Boolean({ default: false }
 const admin = { auth: 'admin' as const };
 const security = [{ adminToken: [] }];
 
-export function registerTenancyRoutes(app: HttpServer, service: TenancyService): void {
+/** `afterWorkspaceDeleted` runs after the deletion committed (e.g. to evict cached API keys). */
+export function registerTenancyRoutes(app: HttpServer, service: TenancyService, hooks: { afterWorkspaceDeleted: (workspaceId: string) => void }): void {
   app.post('/v1/tenants', { config: admin, schema: { tags: ['platform'], security, body: CreateTenant, response: { 201: Tenant, ...errorResponses } } }, async (request, reply) =>
     reply.status(201).send(await service.createTenant(adminContext(request), request.body)),
   );
@@ -57,7 +58,8 @@ export function registerTenancyRoutes(app: HttpServer, service: TenancyService):
     service.updateTenant(adminContext(request), request.params.id, request.body),
   );
   app.delete('/v1/tenants/:id', { config: admin, schema: { tags: ['platform'], security, params: IdParams('tenant'), querystring: DeleteTenantQuery, response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
-    await service.deleteTenant(adminContext(request), request.params.id, { cascade: request.query.cascade });
+    const deleted = await service.deleteTenant(adminContext(request), request.params.id, { cascade: request.query.cascade });
+    deleted.forEach(hooks.afterWorkspaceDeleted);
     return reply.status(204).send(null);
   });
 
@@ -75,6 +77,7 @@ export function registerTenancyRoutes(app: HttpServer, service: TenancyService):
   );
   app.delete('/v1/workspaces/:id', { config: admin, schema: { tags: ['platform'], security, params: IdParams('workspace'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
     await service.deleteWorkspace(adminContext(request), request.params.id);
+    hooks.afterWorkspaceDeleted(request.params.id);
     return reply.status(204).send(null);
   });
 }

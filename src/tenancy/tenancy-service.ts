@@ -87,7 +87,8 @@ export interface TenancyService {
   listTenants(options: { cursor?: string | undefined; limit: number }): Promise<Page<TenantView>>;
   getTenant(id: string): Promise<TenantView>;
   updateTenant(ctx: ActionContext, id: string, patch: { name?: string | undefined; limits?: TenantLimits | undefined }): Promise<TenantView>;
-  deleteTenant(ctx: ActionContext, id: string, options: { cascade: boolean }): Promise<void>;
+  /** Returns the ids of the workspaces deleted with the tenant. */
+  deleteTenant(ctx: ActionContext, id: string, options: { cascade: boolean }): Promise<string[]>;
   createWorkspace(ctx: ActionContext, tenantId: string, input: { name: string; environment: string }): Promise<WorkspaceView>;
   listWorkspaces(tenantId: string, options: { cursor?: string | undefined; limit: number }): Promise<Page<WorkspaceView>>;
   getWorkspace(id: string): Promise<WorkspaceView>;
@@ -184,6 +185,7 @@ export function createTenancyService(deps: { withPlatform: WithPlatform; runtime
         for (const workspace of workspaces) await purgeWorkspace(tx, ctx, workspace);
         await tx.query('DELETE FROM tenants WHERE id = $1', [id]);
         await platformAudit.append(tx, runtime, { ...ctx, action: 'tenant.delete', target: { type: 'tenant', id }, outcome: 'success', details: { workspacesDeleted: workspaces.length } });
+        return workspaces.map((w) => w.id);
       }),
 
     createWorkspace: (ctx, tenantId, input) =>
