@@ -79,7 +79,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
   if (options.role !== 'worker') {
-    registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => core.authenticator.forgetWorkspace(id) });
+    registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
     registerAuditRoutes(http, core);
   }

@@ -84,13 +84,15 @@ describe.each(backends)('audit chains on $name', (backend) => {
     it('cursor pagination walks every entry exactly once', async () => {
       const c = await chainOf(7);
       const seqs: number[] = [];
-      let cursor: string | null = null;
-      do {
-        const url: string = `/v1/audit-log?limit=3${cursor ? `&cursor=${cursor}` : ''}`;
-        const page = (await t.request({ method: 'GET', url, token: c.key })).json<{ data: { seq: number }[]; nextCursor: string | null }>();
+      interface AuditPage { data: { seq: number }[]; nextCursor: string | null }
+      const fetchPage = async (cursor: string | null): Promise<AuditPage> =>
+        (await t.request({ method: 'GET', url: `/v1/audit-log?limit=3${cursor ? `&cursor=${cursor}` : ''}`, token: c.key })).json<AuditPage>();
+      let page = await fetchPage(null);
+      seqs.push(...page.data.map((e) => e.seq));
+      while (page.nextCursor) {
+        page = await fetchPage(page.nextCursor);
         seqs.push(...page.data.map((e) => e.seq));
-        cursor = page.nextCursor;
-      } while (cursor);
+      }
       expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7]);
     });
 

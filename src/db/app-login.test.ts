@@ -11,7 +11,7 @@ import type { Database } from './types.js';
 // PostgreSQL only: PGlite has a single superuser login, so it always uses SET LOCAL ROLE.
 const postgres = backends.find((b) => b.name === 'postgres');
 
-describe.skipIf(!postgres || postgres.unavailable !== null)('a separate PostgreSQL login for tenant transactions (DATABASE_APP_URL)', () => {
+describe.skipIf(postgres?.unavailable !== null)('a separate PostgreSQL login for tenant transactions (DATABASE_APP_URL)', () => {
   let database: TestDatabase;
   let split: Database;
   const login = `bk_login_${randomBytes(4).toString('hex')}`;

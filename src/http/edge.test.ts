@@ -34,9 +34,9 @@ describe.each(backends)('the HTTP edge on $name', (backend) => {
       return rows[0];
     };
 
-    const expectProblem = (res: { statusCode: number; headers: Record<string, unknown>; json: <T>() => T }, status: number, code: string) => {
+    const expectProblem = (res: { statusCode: number; headers: Record<string, unknown>; json: () => unknown }, status: number, code: string) => {
       expect(res.headers['content-type']).toContain('application/problem+json');
-      const body = res.json<ProblemBody>();
+      const body = res.json() as ProblemBody;
       expect({ status: res.statusCode, code: body.code }).toEqual({ status, code });
       expect(body).toMatchObject({ type: `urn:bulkhead:error:${code}`, status });
       expect(typeof body.title).toBe('string');

@@ -50,7 +50,7 @@ export interface TestApp {
 
 export async function startTestApp(
   backend: Backend,
-  options: { config?: Partial<Config>; redis?: Redis; database?: TestDatabase } = {},
+  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase } = {},
 ): Promise<TestApp> {
   const database = options.database ?? (await backend.open());
   const base = parseConfig({ LOG_LEVEL: 'silent' });

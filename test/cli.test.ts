@@ -1,0 +1,157 @@
+/**
+ * The `bulkhead` command as an operator runs it: separate processes against an embedded data
+ * folder and against PostgreSQL. Run from source through tsx so the test never sees a stale build.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+const root = path.resolve(import.meta.dirname, '..');
+
+function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: root, env: { ...process.env, LOG_LEVEL: 'warn', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function json<T>(args: string[], env: Record<string, string>): Promise<T> {
+  const result = await run(args, env);
+  if (result.code !== 0) throw new Error(`bulkhead ${args.join(' ')} exited ${String(result.code)}: ${result.stderr}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        resolve(typeof address === 'object' && address ? address.port : 0);
+      });
+    });
+  });
+
+async function waitFor(url: string, deadlineMs: number): Promise<Response> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return res;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > until) throw new Error(`${url} did not answer within ${deadlineMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** tenant → workspace → key, printing each as JSON; returns the ids. */
+async function provision(env: Record<string, string>) {
+  const tenant = await json<{ id: string }>(['tenant', 'create', '--name', 'Acme', '--slug', 'acme'], env);
+  const workspace = await json<{ id: string; environment: string }>(['workspace', 'create', '--tenant', tenant.id, '--name', 'prod', '--environment', 'production'], env);
+  const key = await json<{ id: string; key: string }>(['api-key', 'create', '--workspace', workspace.id, '--name', 'backend', '--scopes', 'keys:manage,audit:read'], env);
+  return { tenant, workspace, key };
+}
+
+describe('the CLI on the embedded database', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'bk-cli-'));
+    env = { BULKHEAD_DATA_DIR: dir };
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it('migrates, provisions a tenant, workspace and key, verifies the audit chains, and serves', async () => {
+    expect(await json<{ current: number }>(['migrate'], env)).toMatchObject({ current: 1 });
+    const { workspace, key } = await provision(env);
+    expect(key.key).toMatch(/^bk_live_/);
+    const verify = await run(['audit', 'verify'], env);
+    expect(verify.code).toBe(0);
+    const reports = JSON.parse(verify.stdout) as { chain: string; valid: boolean; checked: number }[];
+    expect(reports.map((r) => [r.chain, r.valid])).toEqual([['platform', true], [workspace.id, true]]);
+
+    const port = await freePort();
+    const started = Date.now();
+    const server: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve'], { cwd: root, env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' }, stdio: 'pipe' });
+    try {
+      await waitFor(`http://127.0.0.1:${port}/healthz`, 15_000);
+      await waitFor(`http://127.0.0.1:${port}/readyz`, 30_000);
+      const res = await fetch(`http://127.0.0.1:${port}/v1/api-keys`, { headers: { authorization: `Bearer ${key.key}` } });
+      expect(res.status).toBe(200);
+      expect(Date.now() - started).toBeLessThan(60_000);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }, 120_000);
+
+  it('refuses bad configuration, listing every problem', async () => {
+    const result = await run(['migrate'], { ...env, PORT: 'abc', BULKHEAD_ENV: 'production' });
+    expect(result.code).toBe(2);
+    for (const name of ['PORT', 'DATABASE_URL', 'BULKHEAD_ADMIN_TOKEN', 'BULKHEAD_API_KEY_PEPPER', 'BULKHEAD_ROOT_KEYS']) expect(result.stderr).toContain(name);
+  });
+});
+
+const postgres = inject('postgres');
+
+describe.skipIf(postgres === null)('the CLI on PostgreSQL', () => {
+  const suffix = randomBytes(4).toString('hex');
+  const database = `bk_cli_${suffix}`;
+  const appRole = `bk_cli_app_${suffix}`;
+  let env: Record<string, string>;
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: postgres?.adminUrl });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+
+  beforeAll(async () => {
+    await admin(`CREATE DATABASE ${database}`);
+    const url = new URL(postgres?.adminUrl ?? '');
+    url.pathname = `/${database}`;
+    env = { DATABASE_URL: url.toString(), BULKHEAD_DB_APP_ROLE: appRole, BULKHEAD_DATA_DIR: await mkdtemp(path.join(tmpdir(), 'bk-cli-pg-')) };
+  });
+  afterAll(async () => {
+    await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await admin(`DROP ROLE IF EXISTS ${appRole}`);
+    await rm(env['BULKHEAD_DATA_DIR'] ?? '', { recursive: true, force: true });
+  });
+
+  it('audit verify exits 1 and names the entry after a row is tampered with', async () => {
+    expect(await json<{ applied: string[] }>(['migrate'], env)).toMatchObject({ applied: ['0001_foundation'] });
+    const { workspace } = await provision(env);
+    expect((await run(['audit', 'verify', '--workspace', workspace.id], env)).code).toBe(0);
+
+    const client = new pg.Client({ connectionString: env['DATABASE_URL'] });
+    await client.connect();
+    await client.query("UPDATE audit_log SET actor_id = 'someone-else' WHERE workspace_id = $1 AND seq = 1", [workspace.id]);
+    const { rows } = await client.query<{ id: string }>('SELECT id FROM audit_log WHERE workspace_id = $1 AND seq = 1', [workspace.id]);
+    await client.end();
+
+    const tampered = await run(['audit', 'verify'], env);
+    expect(tampered.code).toBe(1);
+    const reports = JSON.parse(tampered.stdout) as { chain: string; valid: boolean; firstInvalid: { seq: number; id: string; reason: string } | null }[];
+    expect(reports.find((r) => r.chain === workspace.id)?.firstInvalid).toEqual({ seq: 1, id: rows[0]?.id, reason: 'altered' });
+    expect(reports.find((r) => r.chain === 'platform')?.valid).toBe(true);
+  }, 120_000);
+});
