@@ -16,7 +16,7 @@ import { createKeyAuthenticator } from './identity/authenticate.js';
 import { createLastUsedRecorder } from './identity/last-used.js';
 import { registerApiKeyRoutes } from './identity/routes.js';
 import type { Runtime } from './ids.js';
-import { createRateLimiter } from './limits/rate-limit.js';
+import { createAuthFailureLimiter, createRateLimiter } from './limits/rate-limit.js';
 import type { Logger } from './logging.js';
 import type { Secrets } from './secrets.js';
 import { registerTenancyRoutes } from './tenancy/routes.js';
@@ -74,9 +74,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const { config, secrets, logger, runtime } = options;
   const core = createCore(options);
   const rateLimiter = createRateLimiter(config.rateLimits, options.redis);
+  const authFailures = createAuthFailureLimiter(config.authFailuresPerMinute, options.redis);
 
   const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
-  http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, lastUsed: core.lastUsed, now: () => runtime.now() }));
+  http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });

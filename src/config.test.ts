@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from './config.js';
+import { ConfigError, configurationTable, parseConfig } from './config.js';
 import { resolveSecrets } from './secrets.js';
 
 const problemsOf = (env: Record<string, string>): string[] => {
@@ -30,6 +30,11 @@ describe('configuration', () => {
     const dev = parseConfig({});
     expect([dev.adminToken, dev.apiKeyPepper, dev.rootKeys]).toEqual([undefined, undefined, undefined]);
     expect(problemsOf({ BULKHEAD_ADMIN_TOKEN: 'short' })).toEqual(['BULKHEAD_ADMIN_TOKEN must be at least 32 characters']);
+  });
+
+  it("is documented in the README by the table the parser's own definitions produce", async () => {
+    const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(configurationTable());
   });
 
   it('is frozen', () => {

@@ -36,6 +36,7 @@ export interface Config {
     readonly perWorkspacePerMinute: number;
     readonly perTenantPerMinute: number;
   };
+  readonly authFailuresPerMinute: number;
   readonly keyCacheTtlMs: number;
   readonly lastUsedFlushMs: number;
 }
@@ -129,6 +130,7 @@ export const settings = {
   perKeyPerMinute: { name: 'BULKHEAD_RATE_LIMIT_KEY_PER_MINUTE', description: 'Requests per minute per API key', default: '6000', parse: integer(1, 10_000_000) },
   perWorkspacePerMinute: { name: 'BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE', description: 'Requests per minute per workspace (all its keys)', default: '12000', parse: integer(1, 10_000_000) },
   perTenantPerMinute: { name: 'BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE', description: 'Requests per minute per tenant (all its workspaces); a tenant\'s `limits.requestsPerMinute` overrides it', default: '30000', parse: integer(1, 10_000_000) },
+  authFailuresPerMinute: { name: 'BULKHEAD_AUTH_FAILURES_PER_MINUTE', description: 'Failed authentications per minute from one client address before it is refused (429) for the rest of the minute', default: '60', parse: integer(1, 1_000_000) },
   keyCacheTtlMs: { name: 'BULKHEAD_KEY_CACHE_TTL_MS', description: 'How long a resolved API key is cached in a process. Revocation in the same process is immediate; other processes see it within this time. 0 disables the cache', default: '5000', parse: integer(0, 60_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
@@ -189,6 +191,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
       perWorkspacePerMinute: withDefault('perWorkspacePerMinute'),
       perTenantPerMinute: withDefault('perTenantPerMinute'),
     }),
+    authFailuresPerMinute: withDefault('authFailuresPerMinute'),
     keyCacheTtlMs: withDefault('keyCacheTtlMs'),
     lastUsedFlushMs: withDefault('lastUsedFlushMs'),
   });

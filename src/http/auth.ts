@@ -13,7 +13,7 @@ import { BulkheadError } from '../errors.js';
 import type { KeyAuthenticator, Principal } from '../identity/authenticate.js';
 import type { LastUsedRecorder } from '../identity/last-used.js';
 import { hasScope, type Scope } from '../identity/scopes.js';
-import type { RateLimiter, RateLimitState } from '../limits/rate-limit.js';
+import type { AuthFailureLimiter, RateLimiter, RateLimitState } from '../limits/rate-limit.js';
 
 export type AuthRequirement = 'public' | 'admin' | { readonly scope: Scope };
 
@@ -30,6 +30,7 @@ export interface AuthDeps {
   readonly adminToken: string;
   readonly authenticator: KeyAuthenticator;
   readonly rateLimiter: RateLimiter;
+  readonly authFailures: AuthFailureLimiter;
   readonly lastUsed: LastUsedRecorder;
   readonly now: () => Date;
 }
@@ -53,19 +54,35 @@ export function createAuthHook(deps: AuthDeps) {
   // Compare digests, so the comparison takes the same time whatever the presented length.
   const adminDigest = digest(deps.adminToken);
 
+  async function identify(request: FastifyRequest, requirement: Exclude<AuthRequirement, 'public'>): Promise<Principal | undefined> {
+    const token = bearer(request);
+    if (requirement === 'admin') {
+      if (!timingSafeEqual(digest(token), adminDigest)) throw new BulkheadError('admin_token_invalid', 'the admin token is not valid');
+      return undefined;
+    }
+    return deps.authenticator.authenticate(token, request.ip);
+  }
+
   return async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const requirement = request.routeOptions.config.auth;
     // The not-found handler is the one "route" without a declared requirement.
     if (requirement === 'public' || request.is404) return;
     if (requirement === undefined) throw new BulkheadError('internal_error', 'route has no auth requirement');
-    const token = bearer(request);
 
-    if (requirement === 'admin') {
-      if (!timingSafeEqual(digest(token), adminDigest)) throw new BulkheadError('admin_token_invalid', 'the admin token is not valid');
-      return;
+    const blocked = await deps.authFailures.blockedFor(request.ip);
+    if (blocked > 0) {
+      reply.header('Retry-After', blocked);
+      throw new BulkheadError('rate_limited', 'too many failed authentications from this address', { details: { scope: 'auth_failures', retryAfter: blocked } });
     }
+    let principal: Principal | undefined;
+    try {
+      principal = await identify(request, requirement);
+    } catch (error) {
+      if (error instanceof BulkheadError && error.status === 401) await deps.authFailures.recordFailure(request.ip);
+      throw error;
+    }
+    if (requirement === 'admin' || principal === undefined) return;
 
-    const principal = await deps.authenticator.authenticate(token, request.ip);
     if (!hasScope(principal.scopes, requirement.scope)) {
       throw new BulkheadError('insufficient_scope', `this API key lacks the "${requirement.scope}" scope`, { details: { requiredScope: requirement.scope } });
     }

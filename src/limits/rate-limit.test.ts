@@ -63,6 +63,31 @@ describe('rate limiting over HTTP (PGlite)', () => {
   });
 });
 
+describe('failed authentications (PGlite)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp(pglite, { config: { authFailuresPerMinute: 3 } });
+  });
+  afterAll(async () => t.close());
+
+  it('refuse an address after too many failures, before any lookup, even with valid credentials', async () => {
+    const { key } = await t.workspaceWithKey(['keys:manage']);
+    const attacker = '198.51.100.66';
+    const tries = [];
+    for (const token of ['bk_live_wrong', 'not-the-admin-token-at-all-0123456789', key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A')]) {
+      tries.push((await t.request({ method: 'GET', url: '/v1/api-keys', token, remoteAddress: attacker })).statusCode);
+    }
+    expect(tries).toEqual([401, 401, 401]);
+    const blocked = await t.request({ method: 'GET', url: '/v1/api-keys', token: key, remoteAddress: attacker });
+    expect([blocked.statusCode, blocked.json<{ code: string }>().code]).toEqual([429, 'rate_limited']);
+    expect(Number(blocked.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    const adminBlocked = await t.request({ method: 'GET', url: '/v1/tenants', token: 'x'.repeat(40), remoteAddress: attacker });
+    expect(adminBlocked.statusCode).toBe(429);
+    // Another address is unaffected.
+    expect((await t.request({ method: 'GET', url: '/v1/api-keys', token: key, remoteAddress: '203.0.113.5' })).statusCode).toBe(200);
+  });
+});
+
 const redisUrl = process.env['BULKHEAD_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const redisRequired = process.env['CI'] === 'true' || process.env['BULKHEAD_TEST_REQUIRE_REDIS'] === '1';
 const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2000 });

@@ -73,3 +73,34 @@ export function createRateLimiter(settings: RateLimitSettings, redis?: Redis): R
     },
   };
 }
+
+/**
+ * Failed authentications per client address. Keys carry 256 random bits, so guessing is hopeless,
+ * but every guess with a valid checksum costs a database lookup; and the admin token deserves
+ * the same protection. An address that fails too often is refused for the rest of the window,
+ * before any lookup, even with valid credentials.
+ */
+export interface AuthFailureLimiter {
+  /** Seconds until the address may try again, or 0 when it is not blocked. */
+  blockedFor(ip: string): Promise<number>;
+  recordFailure(ip: string): Promise<void>;
+}
+
+export function createAuthFailureLimiter(perMinute: number, redis?: Redis): AuthFailureLimiter {
+  const options = { points: perMinute, duration: 60, keyPrefix: `bk:authfail:${perMinute}` };
+  const limiter: RateLimiterAbstract = redis
+    ? new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: new RateLimiterMemory(options) })
+    : new RateLimiterMemory(options);
+  return {
+    async blockedFor(ip) {
+      const state = await limiter.get(ip);
+      return state && state.consumedPoints >= perMinute ? Math.max(1, Math.ceil(state.msBeforeNext / 1000)) : 0;
+    },
+    async recordFailure(ip) {
+      // A rejection only means the budget is already spent; the address is blocked either way.
+      await limiter.consume(ip).catch((rejection: unknown) => {
+        if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      });
+    },
+  };
+}
