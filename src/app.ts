@@ -22,6 +22,9 @@ import type { Secrets } from './secrets.js';
 import { registerTenancyRoutes } from './tenancy/routes.js';
 import { createTenancyService } from './tenancy/tenancy-service.js';
 import { version } from './version.js';
+import { createLocalRootKeyProvider } from './vault/root-keys.js';
+import { createVault } from './vault/vault.js';
+import { destroyWorkspaceKeys } from './vault/shredding.js';
 
 export interface CoreOptions {
   readonly config: Config;
@@ -36,11 +39,26 @@ export function createCore(options: CoreOptions) {
   const { config, secrets, logger, runtime } = options;
   const placement = sharedPlacement(() => options.db.get());
   const { withWorkspace, withPlatform } = createTenantTransactions({ placement, appRole: config.appRole });
+  const vault = createVault({
+    rootKeys: createLocalRootKeyProvider(secrets.rootKeys),
+    runtime,
+    dekCacheTtlMs: config.dekCacheTtlMs,
+    dekCacheMax: config.dekCacheMax,
+    ringCacheTtlMs: config.keyRingCacheTtlMs,
+  });
   return {
     placement,
     withWorkspace,
     withPlatform,
-    tenancy: createTenancyService({ withPlatform, runtime }),
+    vault,
+    tenancy: createTenancyService({
+      withPlatform,
+      runtime,
+      setupSteps: [(tx, workspaceId) => vault.createWorkspaceKey(tx, workspaceId)],
+      // Keys first: once they are gone, every ciphertext of the workspace is noise, whatever
+      // happens to the rows (backups included).
+      purgeSteps: [(tx, workspaceId) => destroyWorkspaceKeys(tx, vault, workspaceId)],
+    }),
     apiKeys: createApiKeyService({ runtime, pepper: secrets.apiKeyPepper }),
     authenticator: createKeyAuthenticator({
       registry: () => placement.registry().owner,

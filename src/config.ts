@@ -7,6 +7,7 @@
  * (`src/secrets.ts`) fills the missing ones from the data folder; in production they must be set.
  */
 import path from 'node:path';
+import ipaddr from 'ipaddr.js';
 
 export type Environment = 'development' | 'production';
 
@@ -39,6 +40,13 @@ export interface Config {
   readonly authFailuresPerMinute: number;
   readonly keyCacheTtlMs: number;
   readonly lastUsedFlushMs: number;
+  readonly dekCacheTtlMs: number;
+  readonly dekCacheMax: number;
+  readonly keyRingCacheTtlMs: number;
+  readonly egressAllowCidrs: readonly string[];
+  /** Absent: the address the server actually listens on (known only after listen). */
+  readonly publicUrl: string | undefined;
+  readonly connectionsPerWorkspace: number;
 }
 
 export class ConfigError extends Error {
@@ -102,6 +110,25 @@ const identifier = (raw: string): string => {
   return raw;
 };
 
+const cidrList = (raw: string): readonly string[] => {
+  const ranges = raw.split(',').map((part) => part.trim()).filter((part) => part !== '');
+  for (const range of ranges) {
+    if (!ipaddr.isValidCIDR(range)) throw new Error(`"${range}" is not a CIDR range such as 127.0.0.1/32 or ::1/128`);
+  }
+  return Object.freeze(ranges);
+};
+
+const httpUrl = (raw: string): string => {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error('must be an absolute URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must be an http(s) URL');
+  return url.toString().replace(/\/$/, '');
+};
+
 const boolean = (raw: string): boolean => {
   if (raw === 'true' || raw === '1') return true;
   if (raw === 'false' || raw === '0') return false;
@@ -132,6 +159,12 @@ export const settings = {
   perTenantPerMinute: { name: 'BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE', description: 'Requests per minute per tenant (all its workspaces); a tenant\'s `limits.requestsPerMinute` overrides it', default: '30000', parse: integer(1, 10_000_000) },
   authFailuresPerMinute: { name: 'BULKHEAD_AUTH_FAILURES_PER_MINUTE', description: 'Failed authentications per minute from one client address before it is refused (429) for the rest of the minute', default: '60', parse: integer(1, 1_000_000) },
   keyCacheTtlMs: { name: 'BULKHEAD_KEY_CACHE_TTL_MS', description: 'How long a resolved API key is cached in a process. Revocation in the same process is immediate; other processes see it within this time. 0 disables the cache', default: '5000', parse: integer(0, 60_000) },
+  dekCacheTtlMs: { name: 'BULKHEAD_DEK_CACHE_TTL_MS', description: 'How long an unwrapped workspace data key stays in memory', default: '300000', parse: integer(0, 86_400_000) },
+  dekCacheMax: { name: 'BULKHEAD_DEK_CACHE_MAX', description: 'Most unwrapped data keys kept in memory at once (least recently used are dropped and zeroed)', default: '10000', parse: integer(1, 10_000_000) },
+  keyRingCacheTtlMs: { name: 'BULKHEAD_KEY_RING_CACHE_TTL_MS', description: 'How long a process trusts a key ring\'s current and minimum versions; a rotation or ratchet reaches every process within it', default: '5000', parse: integer(0, 600_000) },
+  egressAllowCidrs: { name: 'BULKHEAD_EGRESS_ALLOW_CIDRS', description: 'Comma-separated address ranges outbound requests may reach although they are private or loopback (local development and tests only, e.g. `127.0.0.1/32`)', default: '', parse: cidrList },
+  publicUrl: { name: 'BULKHEAD_PUBLIC_URL', description: 'Public base URL of this server, for connect-session links and the OAuth redirect URI. Absent: the address the server listens on', parse: httpUrl },
+  connectionsPerWorkspace: { name: 'BULKHEAD_CONNECTIONS_PER_WORKSPACE', description: 'Default maximum number of connections per workspace (a tenant\'s `limits.connectionsPerWorkspace` overrides it)', default: '100', parse: integer(1, 1_000_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
 
@@ -194,6 +227,12 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     authFailuresPerMinute: withDefault('authFailuresPerMinute'),
     keyCacheTtlMs: withDefault('keyCacheTtlMs'),
     lastUsedFlushMs: withDefault('lastUsedFlushMs'),
+    dekCacheTtlMs: withDefault('dekCacheTtlMs'),
+    dekCacheMax: withDefault('dekCacheMax'),
+    keyRingCacheTtlMs: withDefault('keyRingCacheTtlMs'),
+    egressAllowCidrs: withDefault('egressAllowCidrs'),
+    publicUrl: v.publicUrl,
+    connectionsPerWorkspace: withDefault('connectionsPerWorkspace'),
   });
 }
 

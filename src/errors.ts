@@ -32,6 +32,31 @@ export const errorStatus = {
   // limits
   rate_limited: 429,
   limit_exceeded: 422,
+  // vault (integrity and key availability; never caused by the client)
+  ciphertext_invalid: 500,
+  key_version_retired: 500,
+  workspace_key_missing: 500,
+  root_key_missing: 500,
+  // egress policy and outbound calls
+  egress_blocked: 422,
+  egress_timeout: 504,
+  egress_response_too_large: 502,
+  egress_failed: 502,
+  // providers, connections, managed OAuth, relay
+  provider_key_taken: 409,
+  provider_invalid: 400,
+  provider_not_configured: 409,
+  connection_limit_exceeded: 422,
+  connection_not_active: 409,
+  credentials_invalid: 400,
+  connect_session_invalid: 401,
+  connect_session_expired: 410,
+  provider_not_allowed: 403,
+  oauth_state_invalid: 400,
+  oauth_exchange_failed: 502,
+  oauth_refresh_failed: 502,
+  relay_target_not_allowed: 400,
+  upstream_unavailable: 502,
   // database isolation (should never reach a client in normal operation)
   workspace_context_missing: 500,
   // server state

@@ -3,6 +3,7 @@ import { BulkheadError } from '../errors.js';
 /** SQLSTATE raised by `bulkhead_current_workspace()` when a query runs without workspace context. */
 export const NO_WORKSPACE_CONTEXT = 'BK001';
 export const UNIQUE_VIOLATION = '23505';
+export const FOREIGN_KEY_VIOLATION = '23503';
 
 export function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;

@@ -99,7 +99,15 @@ export interface TenancyService {
 /** Steps that must run before a workspace's rows are deleted (e.g. the vault destroys its keys). */
 export type WorkspacePurgeStep = (tx: PlatformTx, workspaceId: string) => Promise<Record<string, unknown>>;
 
-export function createTenancyService(deps: { withPlatform: WithPlatform; runtime: Runtime; purgeSteps?: readonly WorkspacePurgeStep[] }): TenancyService {
+/** Steps that run in the transaction creating a workspace (e.g. the vault creates its first key). */
+export type WorkspaceSetupStep = (tx: PlatformTx, workspaceId: string) => Promise<void>;
+
+export function createTenancyService(deps: {
+  withPlatform: WithPlatform;
+  runtime: Runtime;
+  purgeSteps?: readonly WorkspacePurgeStep[];
+  setupSteps?: readonly WorkspaceSetupStep[];
+}): TenancyService {
   const { withPlatform, runtime } = deps;
 
   const uniqueAs = (code: 'slug_taken' | 'name_taken', message: string) => (error: unknown): never => {
@@ -200,6 +208,7 @@ export function createTenancyService(deps: { withPlatform: WithPlatform; runtime
           )
           .catch(uniqueAs('name_taken', `the tenant already has a workspace named "${input.name}"`));
         const workspace = onlyRow(result);
+        for (const step of deps.setupSteps ?? []) await step(tx, workspace.id);
         await platformAudit.append(tx, runtime, { ...ctx, action: 'workspace.create', target: { type: 'workspace', id: workspace.id }, outcome: 'success', details: { tenantId, environment: workspace.environment } });
         return workspaceView(workspace);
       }),
