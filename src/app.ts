@@ -22,6 +22,20 @@ import type { Secrets } from './secrets.js';
 import { registerTenancyRoutes } from './tenancy/routes.js';
 import { createTenancyService } from './tenancy/tenancy-service.js';
 import { version } from './version.js';
+import { loadCatalog } from './connections/catalog.js';
+import { registerConnectRoutes } from './connections/connect/routes.js';
+import { createConnectSessions } from './connections/connect/sessions.js';
+import { registerConnectionRoutes } from './connections/connection-routes.js';
+import { createConnectionService } from './connections/connections.js';
+import { createOAuthFlow } from './connections/oauth/flow.js';
+import { createTokenClient } from './connections/oauth/token-client.js';
+import { registerProviderRoutes } from './connections/provider-routes.js';
+import { createProviderService } from './connections/providers.js';
+import { createEgressClient } from './egress/client.js';
+import { registerWorkspaceLogRoutes } from './relay/log-routes.js';
+import { createRelay } from './relay/relay.js';
+import { createRelayLog } from './relay/relay-log.js';
+import { registerRelayRoutes } from './relay/routes.js';
 import { createLocalRootKeyProvider } from './vault/root-keys.js';
 import { createVault } from './vault/vault.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
@@ -46,11 +60,37 @@ export function createCore(options: CoreOptions) {
     dekCacheMax: config.dekCacheMax,
     ringCacheTtlMs: config.keyRingCacheTtlMs,
   });
+  const egress = createEgressClient({ allowCidrs: config.egressAllowCidrs, httpsOnly: config.env === 'production' });
+  const providers = createProviderService({ catalog: loadCatalog(), withPlatform, vault, runtime, allowHttp: config.env !== 'production' });
+  const tokens = createTokenClient({ http: egress, now: () => runtime.now() });
+  const connections = createConnectionService({ withWorkspace, vault, providers, tokens, runtime, cacheTtlMs: config.keyCacheTtlMs });
+  let listeningOn: string | undefined;
+  const publicUrl = () => config.publicUrl ?? listeningOn ?? `http://${config.host}:${String(config.port)}`;
+  const maxConnections = (workspaceId: string) =>
+    withPlatform(async (tx) => {
+      const { rows } = await tx.query<{ limits: { connectionsPerWorkspace?: number } }>('SELECT t.limits FROM workspaces w JOIN tenants t ON t.id = w.tenant_id WHERE w.id = $1', [workspaceId]);
+      return rows[0]?.limits.connectionsPerWorkspace ?? config.connectionsPerWorkspace;
+    });
+  const sessions = createConnectSessions({ withWorkspace, withPlatform, runtime, publicUrl });
+  const oauthFlow = createOAuthFlow({ withWorkspace, vault, sessions, providers, connections, tokens, runtime, stateSecret: secrets.apiKeyPepper, publicUrl, maxConnections });
+  const relayLog = createRelayLog({ withWorkspace, runtime, flushMs: 1_000, onError: (error) => { logger.warn({ err: error }, 'could not write the relay log'); } });
   return {
     placement,
     withWorkspace,
     withPlatform,
     vault,
+    egress,
+    providers,
+    connections,
+    sessions,
+    oauthFlow,
+    maxConnections,
+    relayLog,
+    relay: createRelay({ connections, http: egress, log: relayLog, runtime }),
+    /** Where this server was reached, once it listens (connect links and the OAuth redirect URI use it). */
+    setListeningOn(url: string) {
+      listeningOn = url;
+    },
     tenancy: createTenancyService({
       withPlatform,
       runtime,
@@ -101,6 +141,11 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
     registerAuditRoutes(http, core);
+    registerProviderRoutes(http, core.providers);
+    registerConnectionRoutes(http, { connections: core.connections, defaultMaxConnections: config.connectionsPerWorkspace });
+    registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections });
+    registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
+    registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
   }
   await http.ready();
 
@@ -110,6 +155,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     async close() {
       await http.close();
       await core.lastUsed.stop();
+      await core.relayLog.stop();
+      await core.egress.close();
     },
   };
 }

@@ -10,6 +10,10 @@ export const idPrefixes = {
   workspace: 'ws',
   apiKey: 'key',
   audit: 'aud',
+  connection: 'con',
+  connectSession: 'csn',
+  relayCall: 'rly',
+  operationalEvent: 'evt',
 } as const;
 
 export type IdKind = keyof typeof idPrefixes;

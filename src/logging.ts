@@ -18,12 +18,38 @@ function scrub(value: unknown, depth: number): unknown {
   return out;
 }
 
+/**
+ * Request URLs are logged without their query string (which can carry OAuth codes and states) and
+ * with connect-session tokens cut out of the path.
+ */
+export function loggableUrl(url: string): string {
+  const path = url.split('?')[0] ?? '';
+  return path.replace(/^\/connect\/[^/]+/, '/connect/[redacted]');
+}
+
+interface RawRequestLike {
+  method?: string;
+  url?: string;
+  hostname?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}
+
+const requestSerializer = (req: RawRequestLike) => ({
+  method: req.method,
+  url: loggableUrl(req.url ?? ''),
+  host: req.hostname,
+  remoteAddress: req.ip,
+  remotePort: req.socket?.remotePort,
+});
+
 export function createLogger(options: { level: string; destination?: pino.DestinationStream }): Logger {
   return pino(
     {
       level: options.level,
       redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization'], censor: REDACTED },
       formatters: { log: (object) => scrub(object, 0) as Record<string, unknown> },
+      serializers: { req: requestSerializer },
     },
     options.destination,
   );

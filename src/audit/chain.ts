@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 
-export type ActorType = 'admin' | 'api_key' | 'cli' | 'system';
+export type ActorType = 'admin' | 'api_key' | 'cli' | 'system' | 'connect_session';
 
 export interface AuditActor {
   readonly type: ActorType;

@@ -26,6 +26,8 @@ async function withCore<T>(config: Config, fn: (core: Core) => Promise<T>): Prom
     const core = createCore({ config, secrets, logger: createLogger({ level: 'warn' }), db: databaseRef(database), runtime: systemRuntime });
     const result = await fn(core);
     await core.lastUsed.stop();
+    await core.relayLog.stop();
+    await core.egress.close();
     return result;
   } finally {
     await database.close();

@@ -26,6 +26,7 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
   redis?.on('error', (error) => { logger.warn({ err: error }, 'redis unavailable; rate limits fall back to per-process budgets'); });
   const app = await buildApp({ config, secrets: resolved.secrets, logger, db, runtime: systemRuntime, redis, role });
   const address = await app.http.listen({ host: config.host, port: config.port });
+  app.core.setListeningOn(address);
 
   // Deliberately not through the logger: this is the one time the admin token is shown, on the
   // operator's terminal, and log pipelines must never carry it.

@@ -23,6 +23,8 @@ export interface Principal {
   readonly environment: string;
   readonly scopes: readonly string[];
   readonly tenantRequestsPerMinute: number | undefined;
+  /** The tenant's per-workspace connection limit, when its plan sets one. */
+  readonly tenantConnectionsPerWorkspace: number | undefined;
 }
 
 interface ResolvedKey {
@@ -43,7 +45,7 @@ interface KeyRow {
   revoked_at: Date | null;
   tenant_id: string;
   environment: string;
-  limits: { requestsPerMinute?: number };
+  limits: { requestsPerMinute?: number; connectionsPerWorkspace?: number };
 }
 
 export interface KeyAuthenticator {
@@ -88,6 +90,7 @@ export function createKeyAuthenticator(deps: {
         environment: row.environment,
         scopes: Object.freeze([...row.scopes]),
         tenantRequestsPerMinute: row.limits.requestsPerMinute,
+        tenantConnectionsPerWorkspace: row.limits.connectionsPerWorkspace,
       }),
     };
   }

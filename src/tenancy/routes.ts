@@ -8,7 +8,13 @@ import type { TenancyService } from './tenancy-service.js';
 const Slug = Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$', description: 'lower-case letters, digits and dashes' });
 const Name = Type.String({ minLength: 1, maxLength: 200 });
 const Environment = Type.String({ pattern: '^[a-z][a-z0-9-]{0,31}$', description: 'e.g. `production`, `sandbox`, `staging`; `production` workspaces get `bk_live_` keys' });
-const Limits = Type.Object({ requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })) }, { additionalProperties: false });
+const Limits = Type.Object(
+  {
+    requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    connectionsPerWorkspace: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  },
+  { additionalProperties: false },
+);
 
 const Tenant = Type.Object({
   id: Id('tenant'),

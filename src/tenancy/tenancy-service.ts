@@ -14,6 +14,7 @@ import { decodeCursor, type Page, toPage } from '../pagination.js';
 
 export interface TenantLimits {
   readonly requestsPerMinute?: number;
+  readonly connectionsPerWorkspace?: number;
 }
 
 export interface TenantView {

@@ -92,7 +92,7 @@ describe.each(backends)('vault on $name', (backend) => {
       await expect(open(workspaceId, here, sealed)).rejects.toMatchObject({ code: 'workspace_key_missing' });
 
       const audit = await t.admin('GET', '/v1/platform/audit-log?limit=100');
-      const entry = (audit.json() as { data: { action: string; target: { id: string }; details: Record<string, unknown> }[] }).data.find(
+      const entry = audit.json<{ data: { action: string; target: { id: string }; details: Record<string, unknown> }[] }>().data.find(
         (e) => e.action === 'workspace.delete' && e.target.id === workspaceId,
       );
       expect(entry?.details).toMatchObject({ cryptoShredded: true, dataKeyVersionsDestroyed: 1 });

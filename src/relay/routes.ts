@@ -1,0 +1,70 @@
+/**
+ * `ANY /v1/proxy/{connectionId}/{path}`: the relay's HTTP face. Request bodies are not parsed;
+ * they stream to the provider (with the body limit still enforced while streaming).
+ */
+import { Readable, Transform } from 'node:stream';
+import { Type } from 'typebox';
+import { BulkheadError } from '../errors.js';
+import { principalOf } from '../http/auth.js';
+import type { HttpServer } from '../http/server.js';
+import { isId } from '../ids.js';
+import type { Relay } from './relay.js';
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+function limited(stream: Readable, limit: number): Readable {
+  let seen = 0;
+  const guard = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > limit) callback(new BulkheadError('payload_too_large', `request body exceeds ${limit} bytes`));
+      else callback(null, chunk);
+    },
+  });
+  stream.on('error', (error) => guard.destroy(error));
+  return stream.pipe(guard);
+}
+
+export function registerRelayRoutes(app: HttpServer, deps: { relay: Relay; bodyLimit: number }): void {
+  void app.register((scope, _options, done) => {
+    // Bodies pass through as streams, whatever their type.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (_request, payload, done) => {
+      done(null, payload);
+    });
+    scope.route({
+      method: [...METHODS],
+      url: '/v1/proxy/:connectionId/*',
+      config: { auth: { scope: 'proxy' as const } },
+      schema: {
+        tags: ['relay'],
+        security: [{ apiKey: [] }],
+        description: 'Calls the provider of the connection with its credential injected. The path after the connection id is joined to the provider\'s base URL (a `Base-Url` header may pick another of its allowed base URLs).',
+        params: Type.Object({ connectionId: Type.String({ maxLength: 64 }), '*': Type.String() }),
+      },
+      handler: async (request, reply) => {
+        const params = request.params as { connectionId: string; '*': string };
+        if (!isId('connection', params.connectionId)) throw new BulkheadError('not_found', 'connection not found');
+        const rawUrl = request.raw.url ?? '';
+        const queryAt = rawUrl.indexOf('?');
+        // The raw path (not Fastify's decoded param), so encoded separators are seen and refused.
+        const prefix = `/v1/proxy/${params.connectionId}/`;
+        const pathOnly = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+        const path = pathOnly.startsWith(prefix) ? pathOnly.slice(prefix.length) : params['*'];
+        const baseUrl = request.headers['base-url'];
+        const response = await deps.relay.call({
+          workspaceId: principalOf(request).workspaceId,
+          connectionId: params.connectionId,
+          method: request.method,
+          path,
+          query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
+          headers: request.headers,
+          body: request.body instanceof Readable ? limited(request.body, deps.bodyLimit) : undefined,
+          baseUrl: Array.isArray(baseUrl) ? baseUrl[0] : baseUrl,
+        });
+        return reply.status(response.status).headers(response.headers).send(response.body);
+      },
+    });
+    done();
+  });
+}
