@@ -128,7 +128,7 @@ export function createConnectionService(deps: {
       // Step 1: take the lease, unless the token is fresh (someone else refreshed) or another holds it.
       const step = await withWorkspace(workspaceId, async (tx) => {
         const row = await mustFind(tx, id, true);
-        if (row.status !== 'active') throw new BulkheadError('connection_not_active', `connection is ${row.status}`, { details: { status: row.status } });
+        if (row.status !== 'active') throw new BulkheadError('connection_not_active', `connection is ${row.status}`, { details: { connectionStatus: row.status } });
         const now = runtime.now().getTime();
         const fresh = !force && (!row.expires_at || row.expires_at.getTime() - now > REFRESH_MARGIN_MS);
         if (fresh || (force && wait > 0 && row.last_refreshed_at && now - row.last_refreshed_at.getTime() < LEASE_MS)) return { kind: 'fresh' as const };
@@ -188,7 +188,7 @@ export function createConnectionService(deps: {
       forget(workspaceId, id);
       if ('error' in outcome) {
         throw outcome.error.kind === 'permanent'
-          ? new BulkheadError('connection_not_active', 'the provider refused the refresh; the connection needs re-authorisation', { details: { status: 'needs_reauth' } })
+          ? new BulkheadError('connection_not_active', 'the provider refused the refresh; the connection needs re-authorisation', { details: { connectionStatus: 'needs_reauth' } })
           : new BulkheadError('oauth_refresh_failed', 'the provider\'s token endpoint is unavailable; will retry');
       }
       return;
@@ -326,13 +326,13 @@ export function createConnectionService(deps: {
       const hit = cache.get(key);
       if (hit && hit.until > now) return hit.value;
       let { row, credential } = await load(workspaceId, id);
-      if (row.status !== 'active') throw new BulkheadError('connection_not_active', `connection is ${row.status}`, { details: { status: row.status } });
+      if (row.status !== 'active') throw new BulkheadError('connection_not_active', `connection is ${row.status}`, { details: { connectionStatus: row.status } });
       const expiring = row.expires_at !== null && row.expires_at.getTime() - now <= REFRESH_MARGIN_MS;
       if (expiring || (!credential && row.auth_type === 'oauth2_client_credentials')) {
         await refresh(workspaceId, id);
         ({ row, credential } = await load(workspaceId, id));
       }
-      if (!credential) throw new BulkheadError('connection_not_active', 'connection has no credential', { details: { status: row.status } });
+      if (!credential) throw new BulkheadError('connection_not_active', 'connection has no credential', { details: { connectionStatus: row.status } });
       const value: UsableConnection = { connection: connectionView(row), provider: await providers.get(row.provider_key), credential };
       // Cache only while the token stays comfortably valid.
       const until = Math.min(now + deps.cacheTtlMs, row.expires_at ? row.expires_at.getTime() - REFRESH_MARGIN_MS : Infinity);

@@ -36,14 +36,15 @@ const fastifyCodes: Record<string, ErrorCode> = {
 };
 
 export function problemFor(error: unknown, requestId: string): { problem: Problem; cause?: unknown } {
+  // Extra fields first: they can add to the problem but never replace its standard members.
   const make = (code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Problem => ({
+    ...extra,
     type: `urn:bulkhead:error:${code}`,
     title: titles[code] ?? code.replaceAll('_', ' '),
     status: errorStatus[code],
     code,
     detail,
     requestId,
-    ...extra,
   });
 
   if (error instanceof BulkheadError) {
