@@ -17,6 +17,12 @@ export interface AddressVerdict {
   readonly address: string;
 }
 
+/**
+ * Ranges ipaddr.js calls unicast that a server must still never call: IPv4-compatible IPv6
+ * (::/96, deprecated by RFC 4291, and how `[::127.0.0.1]` arrives once a URL parser normalised it).
+ */
+const ALSO_REFUSED: readonly [string, [ipaddr.IPv4 | ipaddr.IPv6, number]][] = [['ipv4Compatible', ipaddr.parseCIDR('::/96')]];
+
 export type AllowList = readonly [ipaddr.IPv4 | ipaddr.IPv6, number][];
 
 export function parseAllowList(cidrs: readonly string[]): AllowList {
@@ -31,7 +37,9 @@ export function classifyAddress(raw: string, allow: AllowList = []): AddressVerd
   // Zone ids (fe80::1%eth0) name an interface: never a public destination.
   if (!ipaddr.isValid(literal) || literal.includes('%')) return { allowed: false, range: 'invalid', address: literal };
   const address = ipaddr.process(literal);
-  const range = address.range();
+  const named = address.range();
+  const extra = named === 'unicast' ? ALSO_REFUSED.find(([, [network, bits]]) => network.kind() === address.kind() && address.match(network, bits)) : undefined;
+  const range = extra ? extra[0] : named;
   const allowListed = allow.some(([network, bits]) => network.kind() === address.kind() && address.match(network, bits));
   return { allowed: range === 'unicast' || allowListed, range, address: address.toString() };
 }

@@ -85,22 +85,32 @@ export function createEgressClient(options: EgressOptions = {}) {
   };
 
   // Resolve once and judge every answer; the socket connects to what this returns and nothing else.
+  async function judgedAnswers(hostname: string): Promise<readonly ResolvedAddress[]> {
+    let answers: readonly ResolvedAddress[];
+    try {
+      answers = await resolve(hostname);
+    } catch {
+      throw refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
+    }
+    if (answers.length === 0) throw refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
+    for (const answer of answers) {
+      const verdict = classifyAddress(answer.address, allow);
+      if (!verdict.allowed) throw refuse(blocked('address', `${hostname} resolves to a ${verdict.range} address`, { host: hostname, range: verdict.range }));
+    }
+    return answers;
+  }
+
+  // Resolve once and judge every answer; the socket connects to what this returns and nothing else.
   const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
-    resolve(hostname).then(
+    judgedAnswers(hostname).then(
       (answers) => {
-        if (answers.length === 0) throw refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
-        for (const answer of answers) {
-          const verdict = classifyAddress(answer.address, allow);
-          if (!verdict.allowed) throw refuse(blocked('address', `${hostname} resolves to a ${verdict.range} address`, { host: hostname, range: verdict.range }));
-        }
         const wanted = lookupOptions.family === 4 || lookupOptions.family === 6 ? answers.filter((a) => a.family === lookupOptions.family) : answers;
         const usable = wanted.length > 0 ? wanted : answers;
         if (lookupOptions.all) callback(null, usable.map((a) => ({ address: a.address, family: a.family })));
         else callback(null, (usable[0] as ResolvedAddress).address, (usable[0] as ResolvedAddress).family);
       },
       (error: unknown) => {
-        const failure = error instanceof BulkheadError ? error : refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
-        callback(failure, '', 4);
+        callback(error as BulkheadError, '', 4);
       },
     );
   };
@@ -145,16 +155,21 @@ export function createEgressClient(options: EgressOptions = {}) {
 
   function capped(body: Readable, limit: number): Readable {
     let seen = 0;
+    let overflowed = false;
     const guard = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         seen += chunk.length;
         if (seen > limit) {
-          body.destroy();
+          overflowed = true;
           callback(new BulkheadError('egress_response_too_large', `the response exceeds ${limit} bytes`));
+          // Stop reading from the server; the abort this causes is ours, not a failure to report.
+          body.destroy();
         } else callback(null, chunk);
       },
     });
-    body.on('error', (error) => guard.destroy(translate(error) as Error));
+    body.on('error', (error) => {
+      if (!overflowed) guard.destroy(translate(error) as Error);
+    });
     return body.pipe(guard);
   }
 
@@ -219,17 +234,7 @@ export function createEgressClient(options: EgressOptions = {}) {
       const url = checkTarget(raw);
       const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
       if (isIP(host) !== 0) return;
-      let answers: readonly ResolvedAddress[];
-      try {
-        answers = await resolve(host);
-      } catch {
-        throw refuse(blocked('resolution_failed', `${host} did not resolve`, { host }));
-      }
-      if (answers.length === 0) throw refuse(blocked('resolution_failed', `${host} did not resolve`, { host }));
-      for (const answer of answers) {
-        const verdict = classifyAddress(answer.address, allow);
-        if (!verdict.allowed) throw refuse(blocked('address', `${host} resolves to a ${verdict.range} address`, { host, range: verdict.range }));
-      }
+      await judgedAnswers(host);
     },
     close: () => agent.close(),
   };
