@@ -23,7 +23,7 @@ export async function startDnsServer(zone: Zone): Promise<{ resolve: (hostname: 
           response.answers.push(Packet.createResourceFromQuestion(question, { type: v6 ? Packet.TYPE.AAAA : Packet.TYPE.A, class: Packet.CLASS.IN, ttl: 1, address }));
         }
       }
-      send(response);
+      void send(response);
     },
   });
   const addresses = await server.listen({ udp: { port: 0, address: '127.0.0.1' } });
