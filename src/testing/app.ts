@@ -6,7 +6,7 @@ import { type App, buildApp } from '../app.js';
 import { type Config, parseConfig } from '../config.js';
 import { databaseRef } from '../db/open.js';
 import type { Runtime } from '../ids.js';
-import { createLogger } from '../logging.js';
+import { createLogger, type Logger } from '../logging.js';
 import type { Secrets } from '../secrets.js';
 import type { Backend, TestDatabase } from './databases.js';
 
@@ -50,7 +50,7 @@ export interface TestApp {
 
 export async function startTestApp(
   backend: Backend,
-  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase } = {},
+  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase; logger?: Logger } = {},
 ): Promise<TestApp> {
   const database = options.database ?? (await backend.open());
   const base = parseConfig({ LOG_LEVEL: 'silent' });
@@ -59,7 +59,7 @@ export async function startTestApp(
   const app = await buildApp({
     config,
     secrets: testSecrets,
-    logger: createLogger({ level: config.logLevel }),
+    logger: options.logger ?? createLogger({ level: config.logLevel }),
     db: databaseRef(database.db),
     runtime: clock,
     redis: options.redis,
