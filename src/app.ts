@@ -37,7 +37,9 @@ import { createRelay } from './relay/relay.js';
 import { createRelayLog } from './relay/relay-log.js';
 import { registerRelayRoutes } from './relay/routes.js';
 import { createLocalRootKeyProvider } from './vault/root-keys.js';
+import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
+import { refreshJob, resealJob, startJobs } from './jobs/background.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
 
 export interface CoreOptions {
@@ -79,6 +81,7 @@ export function createCore(options: CoreOptions) {
     withWorkspace,
     withPlatform,
     vault,
+    resealer: createResealer({ withWorkspace, withPlatform, vault }),
     egress,
     providers,
     connections,
@@ -120,6 +123,8 @@ export interface AppOptions extends CoreOptions {
   readonly redis?: Redis | undefined;
   /** `api` serves the whole API; `worker` serves only health routes (background work arrives with later capabilities). */
   readonly role?: 'api' | 'worker' | 'all';
+  /** Background jobs run in the worker and all roles unless this is false (tests drive them directly). */
+  readonly startJobs?: boolean;
 }
 
 export interface App {
@@ -148,12 +153,23 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
   }
   await http.ready();
+  const jobs =
+    options.role === 'api' || options.startJobs === false
+      ? undefined
+      : startJobs(
+          [
+            refreshJob({ withPlatform: core.withPlatform, connections: core.connections, runtime, intervalMs: config.jobIntervalMs }),
+            resealJob({ resealer: core.resealer, intervalMs: config.jobIntervalMs * 6 }),
+          ],
+          logger,
+        );
 
   return {
     http,
     core,
     async close() {
       await http.close();
+      await jobs?.stop();
       await core.lastUsed.stop();
       await core.relayLog.stop();
       await core.egress.close();

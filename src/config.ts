@@ -40,6 +40,7 @@ export interface Config {
   readonly authFailuresPerMinute: number;
   readonly keyCacheTtlMs: number;
   readonly lastUsedFlushMs: number;
+  readonly jobIntervalMs: number;
   readonly dekCacheTtlMs: number;
   readonly dekCacheMax: number;
   readonly keyRingCacheTtlMs: number;
@@ -165,6 +166,7 @@ export const settings = {
   egressAllowCidrs: { name: 'BULKHEAD_EGRESS_ALLOW_CIDRS', description: 'Comma-separated address ranges outbound requests may reach although they are private or loopback (local development and tests only, e.g. `127.0.0.1/32`)', default: '', parse: cidrList },
   publicUrl: { name: 'BULKHEAD_PUBLIC_URL', description: 'Public base URL of this server, for connect-session links and the OAuth redirect URI. Absent: the address the server listens on', parse: httpUrl },
   connectionsPerWorkspace: { name: 'BULKHEAD_CONNECTIONS_PER_WORKSPACE', description: 'Default maximum number of connections per workspace (a tenant\'s `limits.connectionsPerWorkspace` overrides it)', default: '100', parse: integer(1, 1_000_000) },
+  jobIntervalMs: { name: 'BULKHEAD_JOB_INTERVAL_MS', description: 'How often the worker looks for OAuth tokens to refresh before expiry (re-sealing after key rotation runs at 6× this interval)', default: '10000', parse: integer(100, 3_600_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
 
@@ -227,6 +229,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     authFailuresPerMinute: withDefault('authFailuresPerMinute'),
     keyCacheTtlMs: withDefault('keyCacheTtlMs'),
     lastUsedFlushMs: withDefault('lastUsedFlushMs'),
+    jobIntervalMs: withDefault('jobIntervalMs'),
     dekCacheTtlMs: withDefault('dekCacheTtlMs'),
     dekCacheMax: withDefault('dekCacheMax'),
     keyRingCacheTtlMs: withDefault('keyRingCacheTtlMs'),

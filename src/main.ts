@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, configurationTable, parseConfig } from './config.js';
 import { serve, type ServeRole } from './cli/serve.js';
-import { createApiKey, createTenant, createWorkspace, runMigrate, verifyAudit } from './cli/admin-commands.js';
+import { createApiKey, createTenant, createWorkspace, keyStatus, ratchetWorkspaceKey, resealWorkspace, rotateRoot, rotateWorkspaceKey, runMigrate, verifyAudit } from './cli/admin-commands.js';
 import { allScopes, type Scope } from './identity/scopes.js';
 
 const USAGE = `usage: bulkhead <command>
@@ -18,6 +18,12 @@ const USAGE = `usage: bulkhead <command>
   api-key create --workspace W --name N --scopes a,b [--cidr C]... [--expires-at ISO]
                                             print a new API key (shown once)
   audit verify [--workspace W]              verify audit chains (exit 1 if any is broken)
+  keys rotate-root                          rewrap every data key under the newest root key
+                                            (development: generates that key in the data folder)
+  keys rotate-workspace --workspace W       new data key for W; re-seals W's values under it
+  keys reseal --workspace W                 re-seal values still under older data keys
+  keys ratchet --workspace W --min N        refuse data keys below version N from now on
+  keys status --workspace W                 key versions and values sealed below the current one
   config                                    print the configuration table
 `;
 
@@ -45,6 +51,7 @@ async function main(argv: string[]): Promise<number> {
       scopes: { type: 'string' },
       cidr: { type: 'string', multiple: true },
       'expires-at': { type: 'string' },
+      min: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -87,6 +94,24 @@ async function main(argv: string[]): Promise<number> {
       print(reports);
       return reports.every((r) => r.valid) ? 0 : 1;
     }
+    case 'keys rotate-root':
+      print(await rotateRoot(config));
+      return 0;
+    case 'keys rotate-workspace':
+      print(await rotateWorkspaceKey(config, need(values, 'workspace')));
+      return 0;
+    case 'keys reseal':
+      print(await resealWorkspace(config, need(values, 'workspace')));
+      return 0;
+    case 'keys ratchet': {
+      const min = Number(need(values, 'min'));
+      if (!Number.isInteger(min) || min < 1) throw new UsageError('--min must be a positive integer');
+      print(await ratchetWorkspaceKey(config, need(values, 'workspace'), min));
+      return 0;
+    }
+    case 'keys status':
+      print(await keyStatus(config, need(values, 'workspace')));
+      return 0;
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

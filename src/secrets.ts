@@ -73,3 +73,21 @@ export async function resolveSecrets(config: Config): Promise<ResolvedSecrets> {
   if (!adminToken || !apiKeyPepper || !rootKeys) throw new Error(`${file} is incomplete; remove it to regenerate`);
   return { secrets: { adminToken, apiKeyPepper, rootKeys }, generated, file };
 }
+
+/**
+ * Development mode only: adds a new, higher root key version to the data folder's secrets file
+ * (for `bulkhead keys rotate-root`). In production the operator adds it to BULKHEAD_ROOT_KEYS.
+ */
+export async function addGeneratedRootKey(config: Config): Promise<number> {
+  if (config.env === 'production' || config.rootKeys !== undefined) {
+    throw new Error('root keys come from BULKHEAD_ROOT_KEYS here: add the new version there (`<n>:<base64 of 32 random bytes>`), then run the command again');
+  }
+  const file = secretsFile(config.dataDir);
+  const stored = JSON.parse(await readFile(file, 'utf8')) as SecretsFile;
+  const keys = parseRootKeys(stored.rootKeys ?? '');
+  const version = Math.max(...keys.map((k) => k.version)) + 1;
+  stored.rootKeys = `${stored.rootKeys ?? ''},${String(version)}:${randomBytes(32).toString('base64')}`;
+  await writeFile(file, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
+  await chmod(file, 0o600);
+  return version;
+}

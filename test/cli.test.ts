@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -67,7 +67,7 @@ async function waitFor(url: string, deadlineMs: number): Promise<Response> {
 
 /** tenant → workspace → key, printing each as JSON; returns the ids. */
 async function provision(env: Record<string, string>) {
-  const tenant = await json<{ id: string }>(['tenant', 'create', '--name', 'Acme', '--slug', 'acme'], env);
+  const tenant = await json<{ id: string }>(['tenant', 'create', '--name', 'Acme', '--slug', `acme-${randomBytes(3).toString('hex')}`], env);
   const workspace = await json<{ id: string; environment: string }>(['workspace', 'create', '--tenant', tenant.id, '--name', 'prod', '--environment', 'production'], env);
   const key = await json<{ id: string; key: string }>(['api-key', 'create', '--workspace', workspace.id, '--name', 'backend', '--scopes', 'keys:manage,audit:read'], env);
   return { tenant, workspace, key };
@@ -103,6 +103,23 @@ describe('the CLI on the embedded database', () => {
     } finally {
       server.kill('SIGTERM');
     }
+  }, 120_000);
+
+  it('rotates workspace and root keys, and ratchets, with the data staying readable', async () => {
+    const { workspace } = await provision(env);
+    const rotated = await json<{ current: number; min: number; resealed: number }>(['keys', 'rotate-workspace', '--workspace', workspace.id], env);
+    expect(rotated).toMatchObject({ current: 2, min: 1 });
+    expect(await json(['keys', 'status', '--workspace', workspace.id], env)).toMatchObject({ current: 2, sealedBelowCurrent: { 'connections.credentials': 0 } });
+    expect(await json(['keys', 'ratchet', '--workspace', workspace.id, '--min', '2'], env)).toEqual({ current: 2, min: 2 });
+    const root = await json<{ rootVersion: number; rewrapped: number; generatedVersion: number }>(['keys', 'rotate-root'], env);
+    expect(root.generatedVersion).toBe(2);
+    expect(root.rootVersion).toBe(2);
+    expect(root.rewrapped).toBeGreaterThanOrEqual(3);
+    const secrets = JSON.parse(await readFile(path.join(dir, 'secrets.json'), 'utf8')) as { rootKeys: string };
+    expect(secrets.rootKeys.split(',').map((k) => k.split(':')[0])).toEqual(['1', '2']);
+    expect((await run(['audit', 'verify'], env)).code).toBe(0);
+    const bad = await run(['keys', 'ratchet', '--workspace', workspace.id, '--min', 'x'], env);
+    expect(bad.code).toBe(2);
   }, 120_000);
 
   it('refuses bad configuration, listing every problem', async () => {

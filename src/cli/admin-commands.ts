@@ -13,7 +13,8 @@ import { databaseRef, openDatabase } from '../db/open.js';
 import type { Scope } from '../identity/scopes.js';
 import { createLogger } from '../logging.js';
 import { systemRuntime } from '../runtime.js';
-import { resolveSecrets } from '../secrets.js';
+import { addGeneratedRootKey, resolveSecrets } from '../secrets.js';
+import { countBelow } from '../vault/reseal.js';
 
 const cliContext = (): ActionContext => ({ actor: { type: 'cli', id: `${userInfo().username}@${hostname()}` } });
 
@@ -73,4 +74,50 @@ export const verifyAudit = (config: Config, workspaceId: string | undefined) =>
     const ids = await core.withPlatform(async (tx) => (await tx.query<{ id: string }>('SELECT id FROM workspaces ORDER BY id')).rows.map((r) => r.id));
     for (const id of ids) reports.push({ chain: id, ...(await core.withWorkspace(id, (tx) => workspaceAudit.verify(tx))) });
     return reports;
+  });
+
+/** `keys rotate-root`: every data key rewrapped under the newest root version (development: one is generated first). */
+export async function rotateRoot(config: Config): Promise<unknown> {
+  const generatedVersion = config.env !== 'production' && config.rootKeys === undefined ? await addGeneratedRootKey(config) : undefined;
+  return withCore(config, async (core) => {
+    const result = await core.withPlatform(async (tx) => {
+      const rewrapped = await core.vault.rewrapRoot(tx);
+      await platformAudit.append(tx, systemRuntime, { ...cliContext(), action: 'keys.rotate_root', outcome: 'success', details: { ...rewrapped } });
+      return rewrapped;
+    });
+    return { ...result, generatedVersion: generatedVersion ?? null, note: 'older root key versions may now be removed from the configuration' };
+  });
+}
+
+export const rotateWorkspaceKey = (config: Config, workspaceId: string) =>
+  withCore(config, async (core) => {
+    const workspace = await core.tenancy.getWorkspace(workspaceId);
+    const ring = await core.withWorkspace(workspace.id, async (tx) => {
+      const rotated = await core.vault.rotateWorkspaceKey(tx);
+      await workspaceAudit.append(tx, systemRuntime, { ...cliContext(), action: 'keys.rotate_workspace', outcome: 'success', details: { ...rotated } });
+      return rotated;
+    });
+    // Re-seal now rather than waiting for the worker; the worker would do the same.
+    const reseal = await core.resealer.resealWorkspace(workspace.id);
+    return { ...ring, resealed: reseal.resealed, next: `bulkhead keys ratchet --workspace ${workspace.id} --min ${String(ring.current)}` };
+  });
+
+export const resealWorkspace = (config: Config, workspaceId: string) =>
+  withCore(config, async (core) => core.resealer.resealWorkspace((await core.tenancy.getWorkspace(workspaceId)).id));
+
+export const ratchetWorkspaceKey = (config: Config, workspaceId: string, minVersion: number) =>
+  withCore(config, async (core) => {
+    const workspace = await core.tenancy.getWorkspace(workspaceId);
+    const ring = await core.resealer.ratchet(workspace.id, minVersion);
+    await core.withWorkspace(workspace.id, (tx) => workspaceAudit.append(tx, systemRuntime, { ...cliContext(), action: 'keys.ratchet', outcome: 'success', details: { ...ring } }));
+    return ring;
+  });
+
+export const keyStatus = (config: Config, workspaceId: string) =>
+  withCore(config, async (core) => {
+    const workspace = await core.tenancy.getWorkspace(workspaceId);
+    return core.withWorkspace(workspace.id, async (tx) => {
+      const ring = await core.vault.ring(tx);
+      return { ...ring, sealedBelowCurrent: await countBelow(tx, ring.current) };
+    });
   });

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCore } from '../app.js';
 import { databaseRef } from '../db/open.js';
+import { refreshJob } from '../jobs/background.js';
 import { createLogger } from '../logging.js';
 import { startTestApp, testSecrets, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
@@ -141,6 +142,21 @@ describe.each(backends)('managed OAuth on $name', (backend) => {
       const callback = await oauth.authorize(String(start.headers.location), { redirectPrefix: CALLBACK });
       expect((await t.request({ method: 'GET', url: `${callback.pathname}${callback.search}` })).statusCode).toBe(200);
       expect((await t.request({ method: 'GET', url: `/v1/connections/${id}`, token: key })).json()).toMatchObject({ status: 'active', statusReason: null });
+    });
+
+    it('refreshes in the background shortly before expiry', async () => {
+      const { key } = await t.workspaceWithKey(['connections:write', 'proxy']);
+      const { id } = await connectThroughPage(key, 'background');
+      const view = (await t.request({ method: 'GET', url: `/v1/connections/${id}`, token: key })).json<{ expiresAt: string }>();
+      const job = refreshJob({ withPlatform: t.app.core.withPlatform, connections: t.app.core.connections, runtime: t.clock, intervalMs: 1000 });
+      const before = oauth.tokenRequests.get('refresh_token') ?? 0;
+      expect((await job.run())['refreshed']).toBe(0);
+      t.clock.set(new Date(Date.parse(view.expiresAt) - 30_000)); // inside the refresh margin
+      const ran = await job.run();
+      expect(ran['refreshed']).toBeGreaterThanOrEqual(1);
+      expect(oauth.tokenRequests.get('refresh_token')).toBeGreaterThan(before);
+      const after = (await t.request({ method: 'GET', url: `/v1/connections/${id}`, token: key })).json<{ expiresAt: string; lastRefreshedAt: string }>();
+      expect(Date.parse(after.expiresAt)).toBeGreaterThan(Date.parse(view.expiresAt));
     });
 
     it('revokes the grant at the provider (RFC 7009) when the connection is deleted', async () => {

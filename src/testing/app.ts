@@ -63,6 +63,7 @@ export async function startTestApp(
     db: databaseRef(database.db),
     runtime: clock,
     redis: options.redis,
+    startJobs: false,
   });
 
   const request: TestApp['request'] = ({ token, json, headers, ...rest }) =>
