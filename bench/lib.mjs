@@ -86,3 +86,35 @@ export function rssMb(pid) {
 export const ratio = (value, baseline) => (baseline > 0 ? value / baseline : NaN);
 export const pct = (r) => `${(r * 100).toFixed(1)}%`;
 export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * A closed-loop load generator on undici (the client the relay itself uses): `concurrency`
+ * workers each send the next request as soon as the last one answered, for `durationSeconds`.
+ * Reports throughput and latency percentiles; every non-2xx or error is counted.
+ */
+export async function undiciLoad({ url, headers = {}, durationSeconds, concurrency }) {
+  const { Agent, request } = await import('undici');
+  const dispatcher = new Agent({ connections: concurrency, keepAliveTimeout: 30_000 });
+  const latencies = [];
+  let errors = 0;
+  let non2xx = 0;
+  const until = performance.now() + durationSeconds * 1000;
+  const worker = async () => {
+    while (performance.now() < until) {
+      const started = performance.now();
+      try {
+        const response = await request(url, { dispatcher, headers });
+        await response.body.arrayBuffer();
+        if (response.statusCode < 200 || response.statusCode > 299) non2xx++;
+        latencies.push(performance.now() - started);
+      } catch {
+        errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  await dispatcher.close();
+  latencies.sort((a, b) => a - b);
+  const at = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return { requestsPerSecond: Math.round(latencies.length / durationSeconds), p50Ms: at(0.5), p99Ms: at(0.99), requests: latencies.length, errors, non2xx };
+}

@@ -141,6 +141,11 @@ describe.each(backends)('providers, connections and the relay on $name', (backen
       expect(response.headers['x-echo-authorization']).toBeUndefined();
       expect(response.headers['set-cookie']).toBeUndefined();
 
+      const chunked = await t.request({ method: 'GET', url: `/v1/proxy/${id}/echo-chunked`, token: key });
+      expect(chunked.statusCode).toBe(200);
+      expect(chunked.body).not.toContain(SECRET);
+      expect(chunked.body).toContain('Bearer [redacted]');
+
       const eu = await t.request({ method: 'GET', url: `/v1/proxy/${id}/things`, token: key, headers: { 'base-url': `${upstream.url}/eu` } });
       expect(eu.statusCode).toBe(200);
       expect(upstream.requests.at(-1)?.url).toBe('/eu/things');

@@ -35,7 +35,10 @@ const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_TYPE: 'bad_request',
 };
 
-export function problemFor(error: unknown, requestId: string): { problem: Problem; cause?: unknown } {
+/** 5xx answers that describe the world (a provider down, the database starting), not a bug: logged as warnings. */
+const OPERATIONAL = new Set<ErrorCode>(['not_ready', 'egress_timeout', 'egress_failed', 'egress_response_too_large', 'upstream_unavailable', 'oauth_refresh_failed', 'oauth_exchange_failed']);
+
+export function problemFor(error: unknown, requestId: string): { problem: Problem; cause?: unknown; level?: 'warn' } {
   // Extra fields first: they can add to the problem but never replace its standard members.
   const make = (code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Problem => ({
     ...extra,
@@ -49,7 +52,8 @@ export function problemFor(error: unknown, requestId: string): { problem: Proble
 
   if (error instanceof BulkheadError) {
     const problem = make(error.code, error.message, { ...error.details });
-    return error.status >= 500 ? { problem, cause: error } : { problem };
+    if (error.status < 500) return { problem };
+    return OPERATIONAL.has(error.code) ? { problem, cause: error, level: 'warn' } : { problem, cause: error };
   }
   const fastifyError = error as Partial<FastifyError> & { validation?: { instancePath?: string; message?: string; params?: unknown }[] };
   if (Array.isArray(fastifyError.validation)) {
@@ -67,7 +71,8 @@ export function problemFor(error: unknown, requestId: string): { problem: Proble
 }
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
-  const { problem, cause } = problemFor(error, request.id);
-  if (cause !== undefined) request.log.error({ err: cause }, 'request failed');
+  const { problem, cause, level } = problemFor(error, request.id);
+  if (cause !== undefined && level === 'warn') request.log.warn({ code: problem.code, detail: problem.detail }, 'request failed');
+  else if (cause !== undefined) request.log.error({ err: cause }, 'request failed');
   return reply.status(problem.status).type('application/problem+json').send(problem);
 }

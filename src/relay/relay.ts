@@ -17,7 +17,7 @@ import { BulkheadError } from '../errors.js';
 import type { Runtime } from '../ids.js';
 import { forwardedRequestHeaders, returnedResponseHeaders } from './headers.js';
 import type { RelayLog, RelayLogEntry } from './relay-log.js';
-import { createScrubber } from './scrub.js';
+import { createScrubber, scrubBuffer } from './scrub.js';
 import { pathTemplate, relayTarget } from './target.js';
 
 export interface RelayRequest {
@@ -35,8 +35,12 @@ export interface RelayRequest {
 export interface RelayResponse {
   readonly status: number;
   readonly headers: Record<string, string | string[]>;
-  readonly body: Readable;
+  /** A Buffer for small responses (read whole, sent in one write), a stream otherwise. */
+  readonly body: Readable | Buffer;
 }
+
+/** Responses that declare at most this many bytes are read whole instead of streamed. */
+const BUFFER_LIMIT = 256 * 1024;
 
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 const MAX_RESPONSE_BYTES = 50 * 1024 * 1024;
@@ -124,6 +128,19 @@ export function createRelay(deps: {
             await sleep(delay);
             continue;
           }
+        }
+        const declared = Number(Array.isArray(response.headers['content-length']) ? undefined : response.headers['content-length']);
+        if (Number.isInteger(declared) && declared <= BUFFER_LIMIT) {
+          const chunks: Buffer[] = [];
+          try {
+            for await (const chunk of response.body) chunks.push(chunk as Buffer);
+          } catch (error) {
+            deps.log.record(request.workspaceId, logEntry({ outcome: 'failed', status: response.status }, attempt));
+            throw error instanceof BulkheadError ? error : new BulkheadError('upstream_unavailable', 'the provider\'s response was cut short', { cause: error });
+          }
+          const whole = Buffer.concat(chunks);
+          deps.log.record(request.workspaceId, logEntry({ outcome: response.status >= 500 ? 'upstream_error' : 'ok', status: response.status, responseBytes: whole.length }, attempt));
+          return { status: response.status, headers: returnedResponseHeaders(response.headers, secrets), body: scrubBuffer(whole, secrets) };
         }
         let responseBytes = 0;
         const counted = response.body.pipe(

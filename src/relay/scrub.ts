@@ -17,6 +17,27 @@ export function scrubSecrets(text: string, secrets: readonly string[]): string {
   return out;
 }
 
+/** The buffer version, for responses small enough to hold whole (one write back to the caller). */
+export function scrubBuffer(body: Buffer, secrets: readonly string[]): Buffer {
+  let current = body;
+  for (const secret of new Set(secrets)) {
+    if (secret.length < MIN_SCRUB_LENGTH) continue;
+    const needle = Buffer.from(secret, 'utf8');
+    let index = current.indexOf(needle);
+    if (index === -1) continue;
+    const parts: Buffer[] = [];
+    let start = 0;
+    while (index !== -1) {
+      parts.push(current.subarray(start, index), Buffer.from(REDACTED));
+      start = index + needle.length;
+      index = current.indexOf(needle, start);
+    }
+    parts.push(current.subarray(start));
+    current = Buffer.concat(parts);
+  }
+  return current;
+}
+
 export function createScrubber(secrets: readonly string[]): Transform {
   const needles = [...new Set(secrets.filter((s) => s.length >= MIN_SCRUB_LENGTH).map((s) => Buffer.from(s, 'utf8')))];
   const hold = Math.max(0, ...needles.map((n) => n.length - 1));

@@ -1,6 +1,7 @@
 /**
  * A local stand-in for a third-party API (the one kind of fake the suite allows: a provider we
  * cannot run). It records every request it receives and answers by route:
+ *   /echo-chunked   the same, streamed in 7-byte chunks without a length
  *   /echo           200 with the request's method, path, query and headers (a provider that
  *                   reflects the request, which is what scrubbing must defend against)
  *   /flaky/{n}      503 with Retry-After: 0 for the first n calls per path, then 200
@@ -35,6 +36,14 @@ export async function startUpstream(): Promise<Upstream> {
       const url = req.url ?? '/';
       requests.push({ method: req.method ?? 'GET', url, headers: req.headers, body });
       const path = url.split('?')[0] ?? '/';
+      if (path.endsWith('/echo-chunked')) {
+        // No content-length: the relay streams this one, so scrubbing must work across chunks.
+        const text = JSON.stringify({ headers: req.headers });
+        res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+        for (let i = 0; i < text.length; i += 7) res.write(text.slice(i, i + 7));
+        res.end();
+        return;
+      }
       if (path.endsWith('/echo')) {
         const auth = req.headers.authorization ?? '';
         res.writeHead(200, { 'content-type': 'application/json', 'x-echo-authorization': auth, 'set-cookie': 'session=abc', connection: 'keep-alive' });
