@@ -39,6 +39,7 @@ import { registerRelayRoutes } from './relay/routes.js';
 import { createLocalRootKeyProvider } from './vault/root-keys.js';
 import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
+import { createMetrics } from './metrics/metrics.js';
 import { refreshJob, resealJob, startJobs } from './jobs/background.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
 
@@ -142,6 +143,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
+  createMetrics({ egress: core.egress.metrics }).register(http);
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);

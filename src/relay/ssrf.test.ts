@@ -49,6 +49,14 @@ describe.each(backends)('relay SSRF on $name', (backend) => {
       }
       expect(attempts).toBe(0);
       expect(t.app.core.egress.metrics.blocked.address).toBeGreaterThanOrEqual(baseUrls.length);
+      // The refusals are counted on /metrics (admin only).
+      expect((await t.request({ method: 'GET', url: '/metrics' })).statusCode).toBe(401);
+      expect((await t.request({ method: 'GET', url: '/metrics', token: key })).statusCode).toBe(401);
+      const metrics = await t.admin('GET', '/metrics');
+      expect(metrics.statusCode).toBe(200);
+      const blocked = /bulkhead_egress_blocked_total\{reason="address"\} (\d+)/.exec(metrics.body);
+      expect(Number(blocked?.[1])).toBeGreaterThanOrEqual(baseUrls.length);
+      expect(metrics.body).toContain('bulkhead_http_request_duration_seconds_bucket');
     });
 
     it('refuses non-http base URLs when the provider is defined', async () => {
