@@ -31,7 +31,7 @@ import { createOAuthFlow } from './connections/oauth/flow.js';
 import { createTokenClient } from './connections/oauth/token-client.js';
 import { registerProviderRoutes } from './connections/provider-routes.js';
 import { createProviderService } from './connections/providers.js';
-import { createEgressClient } from './egress/client.js';
+import { createEgressClient, type Resolver } from './egress/client.js';
 import { registerWorkspaceLogRoutes } from './relay/log-routes.js';
 import { createRelay } from './relay/relay.js';
 import { createRelayLog } from './relay/relay-log.js';
@@ -49,6 +49,8 @@ export interface CoreOptions {
   readonly logger: Logger;
   readonly db: DatabaseRef;
   readonly runtime: Runtime;
+  /** How outbound requests resolve names (default: the system resolver). Tests point it at a DNS server of their own. */
+  readonly resolve?: Resolver | undefined;
 }
 
 /** The services, without HTTP: shared by the server and the CLI. */
@@ -63,7 +65,7 @@ export function createCore(options: CoreOptions) {
     dekCacheMax: config.dekCacheMax,
     ringCacheTtlMs: config.keyRingCacheTtlMs,
   });
-  const egress = createEgressClient({ allowCidrs: config.egressAllowCidrs, httpsOnly: config.env === 'production' });
+  const egress = createEgressClient({ allowCidrs: config.egressAllowCidrs, httpsOnly: config.env === 'production', ...(options.resolve ? { resolve: options.resolve } : {}) });
   const providers = createProviderService({ catalog: loadCatalog(), withPlatform, vault, runtime, allowHttp: config.env !== 'production' });
   const tokens = createTokenClient({ http: egress, now: () => runtime.now() });
   const connections = createConnectionService({ withWorkspace, vault, providers, tokens, runtime, cacheTtlMs: config.keyCacheTtlMs });

@@ -7,6 +7,7 @@ import { type Config, parseConfig } from '../config.js';
 import { databaseRef } from '../db/open.js';
 import type { Runtime } from '../ids.js';
 import { createLogger, type Logger } from '../logging.js';
+import type { Resolver } from '../egress/client.js';
 import type { Secrets } from '../secrets.js';
 import type { Backend, TestDatabase } from './databases.js';
 
@@ -50,7 +51,7 @@ export interface TestApp {
 
 export async function startTestApp(
   backend: Backend,
-  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase; logger?: Logger } = {},
+  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase; logger?: Logger; resolve?: Resolver } = {},
 ): Promise<TestApp> {
   const database = options.database ?? (await backend.open());
   const base = parseConfig({ LOG_LEVEL: 'silent' });
@@ -64,6 +65,7 @@ export async function startTestApp(
     runtime: clock,
     redis: options.redis,
     startJobs: false,
+    resolve: options.resolve,
   });
 
   const request: TestApp['request'] = ({ token, json, headers, ...rest }) =>
