@@ -33,6 +33,7 @@ export async function run({ durationSeconds, connections, rounds, log }) {
     BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE: '10000000',
     BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE: '10000000',
   });
+  const bareProxy = await startChild([path.join(root, 'bench/bare-proxy.mjs')], { BARE_PROXY_UPSTREAM: upstream.url });
   try {
     await msUntilOk(`${bulkhead.url}/readyz`, bulkhead.startedAt);
     await json('POST', `${bulkhead.url}/v1/providers`, adminToken, { key: 'bench-api', name: 'Bench API', authType: 'api_key', baseUrls: [upstream.url], apiKey: { in: 'header', name: 'Authorization', prefix: 'Bearer ' } });
@@ -43,13 +44,14 @@ export async function run({ durationSeconds, connections, rounds, log }) {
 
     const sides = {
       direct: { url: `${upstream.url}/v1/customers/cus_123`, headers: { authorization: 'Bearer sk_direct' } },
+      bareProxy: { url: `${bareProxy.url}/v1/customers/cus_123` },
       relay: { url: `${bulkhead.url}/v1/proxy/${connection.id}/v1/customers/cus_123`, headers: { authorization: `Bearer ${key.key}` } },
     };
     for (const side of Object.values(sides)) await undiciLoad({ ...side, durationSeconds: 1, concurrency: connections });
 
     const results = {};
     for (const [mode, concurrency] of [['throughput', connections], ['latency', 1]]) {
-      const runs = { direct: [], relay: [] };
+      const runs = { direct: [], bareProxy: [], relay: [] };
       for (let r = 0; r < rounds; r++) {
         for (const [name, side] of Object.entries(sides)) {
           const measured = await undiciLoad({ ...side, durationSeconds, concurrency });
@@ -61,18 +63,21 @@ export async function run({ durationSeconds, connections, rounds, log }) {
       results[mode] = Object.fromEntries(Object.entries(runs).map(([name, list]) => [name, {
         requestsPerSecond: Math.round(mean(list, 'requestsPerSecond')), p50Ms: mean(list, 'p50Ms'), p99Ms: mean(list, 'p99Ms'), runs: list,
       }]));
-      const d = results[mode].direct;
-      const rl = results[mode].relay;
-      log(`${mode.padEnd(10)} (${concurrency} in flight) direct ${d.requestsPerSecond} req/s p50 ${d.p50Ms.toFixed(2)} ms p99 ${d.p99Ms.toFixed(2)} ms | relay ${rl.requestsPerSecond} req/s p50 ${rl.p50Ms.toFixed(2)} ms p99 ${rl.p99Ms.toFixed(2)} ms`);
+      const line = (name, r) => `${name} ${r.requestsPerSecond} req/s p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms`;
+      log(`${mode.padEnd(10)} (${concurrency} in flight) ${line('direct', results[mode].direct)} | ${line('bare proxy', results[mode].bareProxy)} | ${line('relay', results[mode].relay)}`);
     }
     const ratio = results.throughput.relay.requestsPerSecond / results.throughput.direct.requestsPerSecond;
     const addedP50 = results.latency.relay.p50Ms - results.latency.direct.p50Ms;
     const addedP99 = results.latency.relay.p99Ms - results.latency.direct.p99Ms;
+    const vsBareProxy = results.throughput.relay.requestsPerSecond / results.throughput.bareProxy.requestsPerSecond;
+    const bareProxyVsDirect = results.throughput.bareProxy.requestsPerSecond / results.throughput.direct.requestsPerSecond;
     const pass = ratio >= THROUGHPUT_TARGET && addedP50 <= ADDED_P50_TARGET_MS;
+    log(`context: a bare Fastify+undici pass-through keeps ${pct(bareProxyVsDirect)} of direct; the relay keeps ${pct(vsBareProxy)} of that bare proxy`);
     log(`relay/direct throughput ${pct(ratio)} (target >= ${pct(THROUGHPUT_TARGET)}: ${ratio >= THROUGHPUT_TARGET ? 'PASS' : 'FAIL'}) | added p50 ${addedP50.toFixed(2)} ms (target <= ${ADDED_P50_TARGET_MS} ms: ${addedP50 <= ADDED_P50_TARGET_MS ? 'PASS' : 'FAIL'}) | added p99 ${addedP99.toFixed(2)} ms`);
-    return { results: { benchmark: 'relay', durationSeconds, rounds, concurrency: connections, ...results, throughputRatio: ratio, addedP50Ms: addedP50, addedP99Ms: addedP99, targets: { throughputRatio: THROUGHPUT_TARGET, addedP50Ms: ADDED_P50_TARGET_MS }, pass }, pass };
+    return { results: { benchmark: 'relay', durationSeconds, rounds, concurrency: connections, ...results, throughputRatio: ratio, relayVsBareProxy: vsBareProxy, bareProxyVsDirect, addedP50Ms: addedP50, addedP99Ms: addedP99, targets: { throughputRatio: THROUGHPUT_TARGET, addedP50Ms: ADDED_P50_TARGET_MS }, pass }, pass };
   } finally {
     await bulkhead.stop();
+    await bareProxy.stop();
     await upstream.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
