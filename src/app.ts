@@ -40,6 +40,11 @@ import { createLocalRootKeyProvider } from './vault/root-keys.js';
 import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
 import { createMetrics } from './metrics/metrics.js';
+import { createEventService } from './events/ingest.js';
+import { registerEventRoutes } from './events/routes.js';
+import { createDestinationService } from './routing/destinations.js';
+import { createRuleService } from './routing/rules.js';
+import { registerRoutingRoutes } from './routing/routes.js';
 import { refreshJob, resealJob, startJobs } from './jobs/background.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
 
@@ -85,6 +90,9 @@ export function createCore(options: CoreOptions) {
     withPlatform,
     vault,
     resealer: createResealer({ withWorkspace, withPlatform, vault }),
+    events: createEventService({ vault, runtime }),
+    destinations: createDestinationService({ vault, runtime, checkUrl: (url) => egress.checkUrl(url) }),
+    rules: createRuleService({ runtime }),
     egress,
     providers,
     connections,
@@ -155,6 +163,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections });
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
+    registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
+    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config });
   }
   await http.ready();
   const jobs =

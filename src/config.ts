@@ -41,6 +41,10 @@ export interface Config {
   readonly keyCacheTtlMs: number;
   readonly lastUsedFlushMs: number;
   readonly jobIntervalMs: number;
+  readonly eventPayloadBytes: number;
+  readonly eventsPerMonth: number;
+  readonly destinationsPerWorkspace: number;
+  readonly rulesPerWorkspace: number;
   readonly dekCacheTtlMs: number;
   readonly dekCacheMax: number;
   readonly keyRingCacheTtlMs: number;
@@ -167,6 +171,10 @@ export const settings = {
   publicUrl: { name: 'BULKHEAD_PUBLIC_URL', description: 'Public base URL of this server, for connect-session links and the OAuth redirect URI. Absent: the address the server listens on', parse: httpUrl },
   connectionsPerWorkspace: { name: 'BULKHEAD_CONNECTIONS_PER_WORKSPACE', description: 'Default maximum number of connections per workspace (a tenant\'s `limits.connectionsPerWorkspace` overrides it)', default: '100', parse: integer(1, 1_000_000) },
   jobIntervalMs: { name: 'BULKHEAD_JOB_INTERVAL_MS', description: 'How often the worker looks for OAuth tokens to refresh before expiry (re-sealing after key rotation runs at 6× this interval)', default: '10000', parse: integer(100, 3_600_000) },
+  eventPayloadBytes: { name: 'BULKHEAD_EVENT_PAYLOAD_LIMIT_BYTES', description: 'Largest event payload (JSON bytes) a workspace may send; a tenant\'s `limits.eventPayloadBytes` overrides it', default: '262144', parse: integer(1024, 1_048_576) },
+  eventsPerMonth: { name: 'BULKHEAD_EVENTS_PER_MONTH', description: 'Events per workspace per calendar month (UTC); a tenant\'s `limits.eventsPerMonth` overrides it', default: '10000000', parse: integer(0, 10_000_000_000) },
+  destinationsPerWorkspace: { name: 'BULKHEAD_DESTINATIONS_PER_WORKSPACE', description: 'Most destinations per workspace', default: '100', parse: integer(1, 100_000) },
+  rulesPerWorkspace: { name: 'BULKHEAD_RULES_PER_WORKSPACE', description: 'Most rules per workspace', default: '100', parse: integer(1, 100_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
 
@@ -230,6 +238,10 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     keyCacheTtlMs: withDefault('keyCacheTtlMs'),
     lastUsedFlushMs: withDefault('lastUsedFlushMs'),
     jobIntervalMs: withDefault('jobIntervalMs'),
+    eventPayloadBytes: withDefault('eventPayloadBytes'),
+    eventsPerMonth: withDefault('eventsPerMonth'),
+    destinationsPerWorkspace: withDefault('destinationsPerWorkspace'),
+    rulesPerWorkspace: withDefault('rulesPerWorkspace'),
     dekCacheTtlMs: withDefault('dekCacheTtlMs'),
     dekCacheMax: withDefault('dekCacheMax'),
     keyRingCacheTtlMs: withDefault('keyRingCacheTtlMs'),

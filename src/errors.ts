@@ -32,6 +32,9 @@ export const errorStatus = {
   // limits
   rate_limited: 429,
   limit_exceeded: 422,
+  quota_exceeded: 429,
+  idempotency_key_reused: 409,
+  invalid_event_type: 400,
   // vault (integrity and key availability; never caused by the client)
   ciphertext_invalid: 500,
   key_version_retired: 500,

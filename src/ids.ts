@@ -14,6 +14,11 @@ export const idPrefixes = {
   connectSession: 'csn',
   relayCall: 'rly',
   operationalEvent: 'evt',
+  event: 'evt',
+  destination: 'dst',
+  destinationSecret: 'dss',
+  rule: 'rul',
+  delivery: 'dlv',
 } as const;
 
 export type IdKind = keyof typeof idPrefixes;

@@ -25,6 +25,8 @@ export interface Principal {
   readonly tenantRequestsPerMinute: number | undefined;
   /** The tenant's per-workspace connection limit, when its plan sets one. */
   readonly tenantConnectionsPerWorkspace: number | undefined;
+  readonly tenantEventsPerMonth: number | undefined;
+  readonly tenantEventPayloadBytes: number | undefined;
 }
 
 interface ResolvedKey {
@@ -45,7 +47,7 @@ interface KeyRow {
   revoked_at: Date | null;
   tenant_id: string;
   environment: string;
-  limits: { requestsPerMinute?: number; connectionsPerWorkspace?: number };
+  limits: { requestsPerMinute?: number; connectionsPerWorkspace?: number; eventsPerMonth?: number; eventPayloadBytes?: number };
 }
 
 export interface KeyAuthenticator {
@@ -91,6 +93,8 @@ export function createKeyAuthenticator(deps: {
         scopes: Object.freeze([...row.scopes]),
         tenantRequestsPerMinute: row.limits.requestsPerMinute,
         tenantConnectionsPerWorkspace: row.limits.connectionsPerWorkspace,
+        tenantEventsPerMonth: row.limits.eventsPerMonth,
+        tenantEventPayloadBytes: row.limits.eventPayloadBytes,
       }),
     };
   }

@@ -14,6 +14,8 @@ CREATE TABLE events (
   PRIMARY KEY (workspace_id, id)
 );
 CREATE INDEX events_by_type ON events (workspace_id, type, id);
+-- The monthly quota counts a workspace's events by time.
+CREATE INDEX events_by_time ON events (workspace_id, created_at);
 
 -- Idempotency keys remembered for 24 hours: the same key returns the original event.
 CREATE TABLE event_idempotency (
@@ -117,6 +119,8 @@ ALTER TABLE deliveries FORCE ROW LEVEL SECURITY;
 CREATE POLICY workspace_isolation ON deliveries USING (workspace_id = bulkhead_current_workspace()) WITH CHECK (workspace_id = bulkhead_current_workspace());
 
 GRANT SELECT, INSERT ON events TO ${app_role};
+-- Only the sealed payload can change (re-sealing after a workspace-key rotation).
+GRANT UPDATE (payload) ON events TO ${app_role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON event_idempotency TO ${app_role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON destinations TO ${app_role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON destination_secrets TO ${app_role};

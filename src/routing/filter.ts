@@ -86,7 +86,7 @@ function compare(op: string, actual: { found: boolean; value: unknown }, operand
       return actual.found === operand;
     default: {
       if (typeof a !== typeof operand || (typeof a !== 'number' && typeof a !== 'string')) return false;
-      const x = a as number | string;
+      const x = a;
       const y = operand as number | string;
       return op === '$gt' ? x > y : op === '$gte' ? x >= y : op === '$lt' ? x < y : x <= y;
     }

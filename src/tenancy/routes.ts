@@ -12,6 +12,8 @@ const Limits = Type.Object(
   {
     requestsPerMinute: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
     connectionsPerWorkspace: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+    eventsPerMonth: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000_000 })),
+    eventPayloadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_048_576 })),
   },
   { additionalProperties: false },
 );

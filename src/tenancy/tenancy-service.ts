@@ -15,6 +15,8 @@ import { decodeCursor, type Page, toPage } from '../pagination.js';
 export interface TenantLimits {
   readonly requestsPerMinute?: number;
   readonly connectionsPerWorkspace?: number;
+  readonly eventsPerMonth?: number;
+  readonly eventPayloadBytes?: number;
 }
 
 export interface TenantView {

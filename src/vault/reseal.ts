@@ -21,6 +21,8 @@ export interface SealedColumn {
 export const sealedColumns: readonly SealedColumn[] = [
   { table: 'connections', idColumn: 'id', column: 'credentials' },
   { table: 'connect_sessions', idColumn: 'id', column: 'pkce_verifier' },
+  { table: 'destination_secrets', idColumn: 'id', column: 'secret' },
+  { table: 'events', idColumn: 'id', column: 'payload' },
 ];
 
 // The data-key version sits in bytes 1–4 of every sealed value (see envelope.ts).

@@ -1,0 +1,89 @@
+/** Events and deliveries over HTTP. `202` means the event and its deliveries are committed. */
+import { Type } from 'typebox';
+import type { FastifyRequest } from 'fastify';
+import type { Config } from '../config.js';
+import type { WithWorkspace } from '../db/tenant-tx.js';
+import { deliveryReader } from '../delivery/deliveries.js';
+import { principalOf } from '../http/auth.js';
+import { errorResponses, Id, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import type { HttpServer } from '../http/server.js';
+import type { EventInput, EventLimits, EventService } from './ingest.js';
+
+const Status = Type.Union([Type.Literal('pending'), Type.Literal('delivering'), Type.Literal('retrying'), Type.Literal('delivered'), Type.Literal('failed'), Type.Literal('cancelled')]);
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const IdempotencyKey = Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$' });
+const EventBody = Type.Object(
+  {
+    type: Type.String({ minLength: 1, maxLength: 200 }),
+    resource: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    resourceId: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    payload: Type.Unknown(),
+    idempotencyKey: Type.Optional(IdempotencyKey),
+  },
+  { additionalProperties: false },
+);
+const Accepted = Type.Object({ id: Id('event'), type: Type.String(), resource: Nullable(Type.String()), resourceId: Nullable(Type.String()), createdAt: Timestamp, deliveries: Type.Integer(), replayed: Type.Boolean() });
+const Event = Type.Object({ id: Id('event'), type: Type.String(), resource: Nullable(Type.String()), resourceId: Nullable(Type.String()), payload: Type.Unknown(), createdAt: Timestamp });
+const Delivery = Type.Object({
+  id: Id('delivery'),
+  eventId: Type.String(),
+  destinationId: Type.String(),
+  ruleId: Type.String(),
+  status: Status,
+  attemptCount: Type.Integer(),
+  nextAttemptAt: Nullable(Timestamp),
+  lastStatus: Nullable(Type.Integer()),
+  lastError: Nullable(Type.String()),
+  orderingKey: Nullable(Type.String()),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+
+export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config }): void {
+  const { withWorkspace, events, config } = deps;
+  const security = [{ apiKey: [] }];
+  const limitsOf = (request: FastifyRequest): EventLimits => {
+    const p = principalOf(request);
+    return { maxPayloadBytes: p.tenantEventPayloadBytes ?? config.eventPayloadBytes, eventsPerMonth: p.tenantEventsPerMonth ?? config.eventsPerMonth };
+  };
+  const headerKey = (request: FastifyRequest) => {
+    const value = request.headers['idempotency-key'];
+    return typeof value === 'string' && /^[\x21-\x7e]{1,200}$/.test(value) ? value : undefined;
+  };
+  const accepted = (r: Awaited<ReturnType<EventService['ingest']>>[number]) => {
+    const { payload: _payload, ...event } = r.event;
+    return { ...event, deliveries: r.deliveries, replayed: r.replayed };
+  };
+
+  app.post('/v1/events', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errorResponses } } }, async (request, reply) => {
+    const input: EventInput = { ...request.body, idempotencyKey: request.body.idempotencyKey ?? headerKey(request) };
+    const [result] = await withWorkspace(principalOf(request).workspaceId, (tx) => events.ingest(tx, [input], limitsOf(request)));
+    if (!result) throw new Error('ingest returned nothing');
+    if (result.replayed) reply.header('idempotent-replayed', 'true');
+    return reply.status(202).send(accepted(result));
+  });
+
+  app.post('/v1/events/batch', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: Type.Object({ events: Type.Array(EventBody, { minItems: 1, maxItems: 500 }) }, { additionalProperties: false }), response: { 202: Type.Object({ data: Type.Array(Accepted) }), ...errorResponses } } }, async (request, reply) => {
+    const results = await withWorkspace(principalOf(request).workspaceId, (tx) => events.ingest(tx, request.body.events, limitsOf(request)));
+    return reply.status(202).send({ data: results.map(accepted) });
+  });
+
+  app.get('/v1/events', { config: { auth: { scope: 'events:read' as const } }, schema: { tags: ['events'], security, querystring: Type.Object({ ...PageQuery.properties, type: Type.Optional(Type.String({ maxLength: 200 })), resource: Type.Optional(Type.String({ maxLength: 200 })), since: Type.Optional(Timestamp), until: Type.Optional(Timestamp) }, { additionalProperties: false }), response: { 200: Page(Event), ...errorResponses } } }, (request) =>
+    withWorkspace(principalOf(request).workspaceId, (tx) => events.list(tx, request.query)),
+  );
+
+  app.get('/v1/events/:id', { config: { auth: { scope: 'events:read' as const } }, schema: { tags: ['events'], security, params: IdParams('event'), response: { 200: Type.Object({ ...Event.properties, deliveries: Type.Array(Delivery) }), ...errorResponses } } }, (request) =>
+    withWorkspace(principalOf(request).workspaceId, async (tx) => {
+      const event = await events.get(tx, request.params.id);
+      return { ...event, deliveries: await deliveryReader.forEvent(tx, event.id) };
+    }),
+  );
+
+  app.get('/v1/deliveries', { config: { auth: { scope: 'deliveries:read' as const } }, schema: { tags: ['deliveries'], security, querystring: Type.Object({ ...PageQuery.properties, status: Type.Optional(Status), destinationId: Type.Optional(Type.String({ maxLength: 40 })), eventId: Type.Optional(Type.String({ maxLength: 40 })) }, { additionalProperties: false }), response: { 200: Page(Delivery), ...errorResponses } } }, (request) =>
+    withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.list(tx, request.query)),
+  );
+
+  app.get('/v1/deliveries/:id', { config: { auth: { scope: 'deliveries:read' as const } }, schema: { tags: ['deliveries'], security, params: IdParams('delivery'), response: { 200: Delivery, ...errorResponses } } }, (request) =>
+    withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.get(tx, request.params.id)),
+  );
+}

@@ -1,0 +1,192 @@
+/**
+ * Webhook destinations and their Standard Webhooks signing secrets (`whsec_` + base64 of 32
+ * random bytes). Secrets are sealed with the workspace key; rotation keeps the previous secret
+ * signing alongside the new one for an overlap (default 24 h) so receivers can switch without
+ * dropping a delivery. URLs are checked against the egress policy when saved (and again at send).
+ */
+import { randomBytes } from 'node:crypto';
+import type { ActionContext } from '../audit/context.js';
+import { workspaceAudit } from '../audit/store.js';
+import { advisoryLockKey } from '../db/locks.js';
+import type { WorkspaceTx } from '../db/tenant-tx.js';
+import { BulkheadError, notFound } from '../errors.js';
+import { idPattern, isId, newId, type Runtime } from '../ids.js';
+import { decodeCursor, type Page, toPage } from '../pagination.js';
+import type { Vault } from '../vault/vault.js';
+
+export const DEFAULT_SECRET_OVERLAP_SECONDS = 86_400;
+
+/** Headers a destination may not set: transport, signatures, and credentials of its own. */
+const RESERVED_HEADERS = /^(host|content-length|content-type|transfer-encoding|connection|keep-alive|te|trailer|upgrade|expect|authorization|cookie|proxy-.*|webhook-.*|x-forwarded-.*)$/i;
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$/;
+
+export interface DestinationView {
+  readonly id: string;
+  readonly type: 'webhook';
+  readonly url: string;
+  readonly description: string | null;
+  readonly enabled: boolean;
+  readonly disabledReason: string | null;
+  readonly headers: Record<string, string>;
+  readonly eventTypes: string[] | null;
+  readonly rateLimitPerSecond: number | null;
+  readonly ordered: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+interface Row {
+  id: string;
+  type: 'webhook';
+  url: string;
+  description: string | null;
+  enabled: boolean;
+  disabled_reason: string | null;
+  headers: Record<string, string>;
+  event_types: string[] | null;
+  rate_limit_per_second: number | null;
+  ordered: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const COLUMNS = 'id, type, url, description, enabled, disabled_reason, headers, event_types, rate_limit_per_second, ordered, created_at, updated_at';
+const view = (r: Row): DestinationView => ({
+  id: r.id,
+  type: r.type,
+  url: r.url,
+  description: r.description,
+  enabled: r.enabled,
+  disabledReason: r.disabled_reason,
+  headers: r.headers,
+  eventTypes: r.event_types,
+  rateLimitPerSecond: r.rate_limit_per_second,
+  ordered: r.ordered,
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+export interface DestinationInput {
+  readonly url?: string | undefined;
+  readonly description?: string | undefined;
+  readonly enabled?: boolean | undefined;
+  readonly headers?: Record<string, string> | undefined;
+  readonly eventTypes?: string[] | undefined;
+  readonly rateLimitPerSecond?: number | undefined;
+  readonly ordered?: boolean | undefined;
+}
+
+export function headerProblems(headers: Record<string, string>): string[] {
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_NAME.test(name)) problems.push(`header "${name.slice(0, 40)}" is not a valid header name`);
+    else if (RESERVED_HEADERS.test(name)) problems.push(`header "${name}" is set by Bulkhead and cannot be overridden`);
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
+    if (/[\0-\x1f\x7f]/.test(value) || value.length > 1024) problems.push(`header "${name.slice(0, 40)}" has a value with control characters or over 1024 characters`);
+  }
+  return problems;
+}
+
+const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
+const secretPlace = (id: string) => ({ table: 'destination_secrets', rowId: id, column: 'secret' });
+
+export function createDestinationService(deps: { vault: Vault; runtime: Runtime; checkUrl: (url: string) => Promise<void> }) {
+  const { vault, runtime } = deps;
+
+  async function find(tx: WorkspaceTx, id: string, lock = false): Promise<Row> {
+    const row = isId('destination', id) ? (await tx.query<Row>(`SELECT ${COLUMNS} FROM destinations WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id])).rows[0] : undefined;
+    if (!row) throw notFound('destination');
+    return row;
+  }
+
+  async function validate(input: DestinationInput): Promise<void> {
+    const problems = input.headers ? headerProblems(input.headers) : [];
+    if (problems.length > 0) throw new BulkheadError('validation_failed', problems.join('; '), { details: { problems } });
+    if (input.url !== undefined) await deps.checkUrl(input.url);
+  }
+
+  async function addSecret(tx: WorkspaceTx, destinationId: string, secret: string): Promise<void> {
+    const id = newId('destinationSecret', runtime);
+    await tx.query('INSERT INTO destination_secrets (workspace_id, destination_id, id, secret, created_at) VALUES ($1, $2, $3, $4, $5)', [
+      tx.workspaceId,
+      destinationId,
+      id,
+      await vault.workspace(tx).seal(secretPlace(id), secret),
+      runtime.now(),
+    ]);
+  }
+
+  return {
+    /** Checks run before the transaction (the URL check resolves DNS). */
+    validate,
+
+    async create(tx: WorkspaceTx, ctx: ActionContext, input: DestinationInput & { url: string }, limits: { max: number }): Promise<DestinationView & { secret: string }> {
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey('destinations', tx.workspaceId)]);
+      const count = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM destinations')).rows[0]?.n ?? 0;
+      if (count >= limits.max) throw new BulkheadError('limit_exceeded', `this workspace may have at most ${String(limits.max)} destinations`, { details: { limit: limits.max } });
+      const id = newId('destination', runtime);
+      const now = runtime.now();
+      const { rows } = await tx.query<Row>(
+        `INSERT INTO destinations (workspace_id, id, type, url, description, enabled, headers, event_types, rate_limit_per_second, ordered, created_at, updated_at)
+         VALUES ($1, $2, 'webhook', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10) RETURNING ${COLUMNS}`,
+        [tx.workspaceId, id, input.url, input.description ?? null, input.enabled ?? true, JSON.stringify(input.headers ?? {}), input.eventTypes ?? null, input.rateLimitPerSecond ?? null, input.ordered ?? false, now],
+      );
+      const secret = newSecret();
+      await addSecret(tx, id, secret);
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.create', target: { type: 'destination', id }, outcome: 'success', details: { url: input.url } });
+      return { ...view(rows[0] as Row), secret };
+    },
+
+    async list(tx: WorkspaceTx, { cursor, limit }: { cursor?: string | undefined; limit: number }): Promise<Page<DestinationView>> {
+      const after = decodeCursor(cursor, new RegExp(idPattern('destination')));
+      const { rows } = await tx.query<Row>(`SELECT ${COLUMNS} FROM destinations WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2`, [after ?? null, limit + 1]);
+      return toPage(rows, limit, (r) => r.id, view);
+    },
+
+    get: async (tx: WorkspaceTx, id: string) => view(await find(tx, id)),
+
+    async update(tx: WorkspaceTx, ctx: ActionContext, id: string, patch: DestinationInput): Promise<DestinationView> {
+      const row = await find(tx, id, true);
+      const enabled = patch.enabled ?? row.enabled;
+      const { rows } = await tx.query<Row>(
+        `UPDATE destinations SET url = $2, description = $3, enabled = $4, disabled_reason = $5, headers = $6::jsonb, event_types = $7, rate_limit_per_second = $8, ordered = $9,
+           failing_since = CASE WHEN $4 AND NOT enabled THEN NULL ELSE failing_since END, updated_at = $10 WHERE id = $1 RETURNING ${COLUMNS}`,
+        [id, patch.url ?? row.url, patch.description ?? row.description, enabled, enabled ? null : row.disabled_reason ?? 'disabled by the platform', JSON.stringify(patch.headers ?? row.headers), patch.eventTypes ?? row.event_types, patch.rateLimitPerSecond ?? row.rate_limit_per_second, patch.ordered ?? row.ordered, runtime.now()],
+      );
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.update', target: { type: 'destination', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
+      return view(rows[0] as Row);
+    },
+
+    async remove(tx: WorkspaceTx, ctx: ActionContext, id: string): Promise<void> {
+      await find(tx, id, true);
+      const inUse = await tx.query<{ id: string }>('SELECT id FROM rules WHERE $1 = ANY (destination_ids) LIMIT 5', [id]);
+      if (inUse.rows.length > 0) throw new BulkheadError('conflict', 'rules still send to this destination; change or delete them first', { details: { rules: inUse.rows.map((r) => r.id) } });
+      await tx.query("UPDATE deliveries SET status = 'cancelled', updated_at = $2 WHERE destination_id = $1 AND status IN ('pending', 'retrying')", [id, runtime.now()]);
+      await tx.query('DELETE FROM destinations WHERE id = $1', [id]);
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.delete', target: { type: 'destination', id }, outcome: 'success' });
+    },
+
+    /** The secrets that sign right now: the current one, and previous ones inside their overlap. */
+    async signingSecrets(tx: WorkspaceTx, id: string): Promise<{ secret: string; expiresAt: string | null }[]> {
+      await find(tx, id);
+      const { rows } = await tx.query<{ id: string; secret: Uint8Array; expires_at: Date | null }>(
+        'SELECT id, secret, expires_at FROM destination_secrets WHERE destination_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id DESC',
+        [id, runtime.now()],
+      );
+      const sealer = vault.workspace(tx);
+      return Promise.all(rows.map(async (r) => ({ secret: await sealer.openText(secretPlace(r.id), r.secret), expiresAt: r.expires_at?.toISOString() ?? null })));
+    },
+
+    async rotateSecret(tx: WorkspaceTx, ctx: ActionContext, id: string, overlapSeconds: number): Promise<{ secret: string; previousExpiresAt: string }> {
+      await find(tx, id, true);
+      const expiresAt = new Date(runtime.now().getTime() + overlapSeconds * 1000);
+      await tx.query('UPDATE destination_secrets SET expires_at = LEAST(COALESCE(expires_at, $2), $2) WHERE destination_id = $1', [id, expiresAt]);
+      const secret = newSecret();
+      await addSecret(tx, id, secret);
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.secret.rotate', target: { type: 'destination', id }, outcome: 'success', details: { overlapSeconds } });
+      return { secret, previousExpiresAt: expiresAt.toISOString() };
+    },
+  };
+}
+
+export type DestinationService = ReturnType<typeof createDestinationService>;

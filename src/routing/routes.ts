@@ -1,0 +1,124 @@
+/** Destinations and rules over HTTP. The workspace is the calling key's. */
+import { Type } from 'typebox';
+import type { WithWorkspace } from '../db/tenant-tx.js';
+import { keyContext, principalOf } from '../http/auth.js';
+import { errorResponses, Id, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import type { HttpServer } from '../http/server.js';
+import { DEFAULT_SECRET_OVERLAP_SECONDS, type DestinationService } from './destinations.js';
+import type { RuleService } from './rules.js';
+
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+const Pattern = Type.String({ minLength: 1, maxLength: 200 });
+const Headers = Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 1024 }), { maxProperties: 20 });
+
+const Destination = Type.Object({
+  id: Id('destination'),
+  type: Type.Literal('webhook'),
+  url: Type.String(),
+  description: Nullable(Type.String()),
+  enabled: Type.Boolean(),
+  disabledReason: Nullable(Type.String()),
+  headers: Type.Record(Type.String(), Type.String()),
+  eventTypes: Nullable(Type.Array(Type.String())),
+  rateLimitPerSecond: Nullable(Type.Integer()),
+  ordered: Type.Boolean(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+const DestinationWithSecret = Type.Object({ ...Destination.properties, secret: Type.String({ description: 'Standard Webhooks signing secret (whsec_…)' }) });
+
+const DestinationFields = {
+  url: Type.String({ minLength: 8, maxLength: 2048, pattern: '^https?://' }),
+  description: Type.Optional(Type.String({ maxLength: 500 })),
+  enabled: Type.Optional(Type.Boolean()),
+  headers: Type.Optional(Headers),
+  eventTypes: Type.Optional(Type.Array(Pattern, { minItems: 1, maxItems: 100, uniqueItems: true })),
+  rateLimitPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  ordered: Type.Optional(Type.Boolean()),
+};
+const CreateDestination = Type.Object({ type: Type.Optional(Type.Literal('webhook')), ...DestinationFields }, { additionalProperties: false });
+const UpdateDestination = Type.Object({ ...DestinationFields, url: Type.Optional(DestinationFields.url) }, { additionalProperties: false, minProperties: 1 });
+
+const Filter = Type.Record(Type.String({ maxLength: 200 }), Type.Unknown(), { description: 'Declarative payload filter: dot paths with literals or $eq $ne $in $nin $gt $gte $lt $lte $exists; $and $or $not' });
+const Rule = Type.Object({
+  id: Id('rule'),
+  name: Type.String(),
+  eventTypes: Type.Array(Type.String()),
+  resource: Nullable(Type.String()),
+  filter: Nullable(Filter),
+  destinationIds: Type.Array(Type.String()),
+  ordered: Type.Boolean(),
+  enabled: Type.Boolean(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
+const RuleFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  eventTypes: Type.Array(Pattern, { minItems: 1, maxItems: 100, uniqueItems: true }),
+  resource: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 200 }))),
+  filter: Type.Optional(Nullable(Filter)),
+  destinationIds: Type.Array(Type.String({ maxLength: 40 }), { minItems: 1, maxItems: 50, uniqueItems: true }),
+  ordered: Type.Optional(Type.Boolean()),
+  enabled: Type.Optional(Type.Boolean()),
+};
+const CreateRule = Type.Object(RuleFields, { additionalProperties: false });
+const UpdateRule = Type.Object(
+  { ...RuleFields, name: Type.Optional(RuleFields.name), eventTypes: Type.Optional(RuleFields.eventTypes), destinationIds: Type.Optional(RuleFields.destinationIds) },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export function registerRoutingRoutes(
+  app: HttpServer,
+  deps: { withWorkspace: WithWorkspace; destinations: DestinationService; rules: RuleService; limits: { destinations: number; rules: number } },
+): void {
+  const { withWorkspace, destinations, rules } = deps;
+  const scope = (s: 'destinations:read' | 'destinations:write' | 'rules:read' | 'rules:write') => ({ config: { auth: { scope: s } } });
+  const security = [{ apiKey: [] }];
+  const ws = (request: Parameters<typeof principalOf>[0]) => principalOf(request).workspaceId;
+
+  app.post('/v1/destinations', { ...scope('destinations:write'), schema: { tags: ['destinations'], security, body: CreateDestination, response: { 201: DestinationWithSecret, ...errorResponses } } }, async (request, reply) => {
+    await destinations.validate(request.body);
+    const created = await withWorkspace(ws(request), (tx) => destinations.create(tx, keyContext(request), request.body, { max: deps.limits.destinations }));
+    return reply.status(201).send(created);
+  });
+  app.get('/v1/destinations', { ...scope('destinations:read'), schema: { tags: ['destinations'], security, querystring: PageQuery, response: { 200: Page(Destination), ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => destinations.list(tx, request.query)),
+  );
+  app.get('/v1/destinations/:id', { ...scope('destinations:read'), schema: { tags: ['destinations'], security, params: IdParams('destination'), response: { 200: Destination, ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => destinations.get(tx, request.params.id)),
+  );
+  app.patch('/v1/destinations/:id', { ...scope('destinations:write'), schema: { tags: ['destinations'], security, params: IdParams('destination'), body: UpdateDestination, response: { 200: Destination, ...errorResponses } } }, async (request) => {
+    await destinations.validate(request.body);
+    return withWorkspace(ws(request), (tx) => destinations.update(tx, keyContext(request), request.params.id, request.body));
+  });
+  app.delete('/v1/destinations/:id', { ...scope('destinations:write'), schema: { tags: ['destinations'], security, params: IdParams('destination'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
+    await withWorkspace(ws(request), (tx) => destinations.remove(tx, keyContext(request), request.params.id));
+    return reply.status(204).send(null);
+  });
+  app.get('/v1/destinations/:id/secret', { ...scope('destinations:write'), schema: { tags: ['destinations'], security, params: IdParams('destination'), response: { 200: Type.Object({ secret: Type.String(), previous: Type.Array(Type.Object({ secret: Type.String(), expiresAt: Nullable(Timestamp) })) }), ...errorResponses } } }, async (request) => {
+    const secrets = await withWorkspace(ws(request), (tx) => destinations.signingSecrets(tx, request.params.id));
+    const [current, ...previous] = secrets;
+    return { secret: current?.secret ?? '', previous };
+  });
+  app.post('/v1/destinations/:id/rotate-secret', { ...scope('destinations:write'), schema: { tags: ['destinations'], security, params: IdParams('destination'), body: Type.Optional(Type.Object({ overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86_400 })) }, { additionalProperties: false })), response: { 200: Type.Object({ secret: Type.String(), previousExpiresAt: Timestamp }), ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => destinations.rotateSecret(tx, keyContext(request), request.params.id, (request.body as { overlapSeconds?: number } | undefined)?.overlapSeconds ?? DEFAULT_SECRET_OVERLAP_SECONDS)),
+  );
+
+  app.post('/v1/rules', { ...scope('rules:write'), schema: { tags: ['rules'], security, body: CreateRule, response: { 201: Rule, ...errorResponses } } }, async (request, reply) => {
+    const created = await withWorkspace(ws(request), (tx) => rules.create(tx, keyContext(request), request.body, { max: deps.limits.rules }));
+    return reply.status(201).send(created);
+  });
+  app.get('/v1/rules', { ...scope('rules:read'), schema: { tags: ['rules'], security, querystring: PageQuery, response: { 200: Page(Rule), ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => rules.list(tx, request.query)),
+  );
+  app.get('/v1/rules/:id', { ...scope('rules:read'), schema: { tags: ['rules'], security, params: IdParams('rule'), response: { 200: Rule, ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => rules.get(tx, request.params.id)),
+  );
+  app.patch('/v1/rules/:id', { ...scope('rules:write'), schema: { tags: ['rules'], security, params: IdParams('rule'), body: UpdateRule, response: { 200: Rule, ...errorResponses } } }, (request) =>
+    withWorkspace(ws(request), (tx) => rules.update(tx, keyContext(request), request.params.id, request.body)),
+  );
+  app.delete('/v1/rules/:id', { ...scope('rules:write'), schema: { tags: ['rules'], security, params: IdParams('rule'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
+    await withWorkspace(ws(request), (tx) => rules.remove(tx, keyContext(request), request.params.id));
+    return reply.status(204).send(null);
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * Rules bind events to destinations: type patterns, an optional `resource` equality and an
+ * optional declarative payload filter (filter.ts), fanning out to one or more destinations.
+ * A rule change affects only events ingested afterwards: deliveries are decided at ingest.
+ */
+import type { ActionContext } from '../audit/context.js';
+import { workspaceAudit } from '../audit/store.js';
+import { advisoryLockKey } from '../db/locks.js';
+import { UNIQUE_VIOLATION, sqlState } from '../db/errors.js';
+import type { WorkspaceTx } from '../db/tenant-tx.js';
+import { BulkheadError, notFound } from '../errors.js';
+import { idPattern, isId, newId, type Runtime } from '../ids.js';
+import { decodeCursor, type Page, toPage } from '../pagination.js';
+import { type Filter, validateFilter } from './filter.js';
+import { EVENT_TYPE_PATTERN, MAX_TYPE_LENGTH } from './patterns.js';
+
+export interface RuleView {
+  readonly id: string;
+  readonly name: string;
+  readonly eventTypes: string[];
+  readonly resource: string | null;
+  readonly filter: Filter | null;
+  readonly destinationIds: string[];
+  readonly ordered: boolean;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export interface RuleRow {
+  id: string;
+  name: string;
+  event_types: string[];
+  resource: string | null;
+  filter: Filter | null;
+  destination_ids: string[];
+  ordered: boolean;
+  enabled: boolean;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export const RULE_COLUMNS = 'id, name, event_types, resource, filter, destination_ids, ordered, enabled, created_at, updated_at';
+const view = (r: RuleRow): RuleView => ({
+  id: r.id,
+  name: r.name,
+  eventTypes: r.event_types,
+  resource: r.resource,
+  filter: r.filter,
+  destinationIds: r.destination_ids,
+  ordered: r.ordered,
+  enabled: r.enabled,
+  createdAt: r.created_at.toISOString(),
+  updatedAt: r.updated_at.toISOString(),
+});
+
+export interface RuleInput {
+  readonly name?: string | undefined;
+  readonly eventTypes?: string[] | undefined;
+  readonly resource?: string | null | undefined;
+  readonly filter?: Filter | null | undefined;
+  readonly destinationIds?: string[] | undefined;
+  readonly ordered?: boolean | undefined;
+  readonly enabled?: boolean | undefined;
+}
+
+export function createRuleService(deps: { runtime: Runtime }) {
+  const { runtime } = deps;
+
+  async function check(tx: WorkspaceTx, input: RuleInput): Promise<void> {
+    const problems: string[] = [];
+    for (const pattern of input.eventTypes ?? []) {
+      if (pattern.length > MAX_TYPE_LENGTH || !EVENT_TYPE_PATTERN.test(pattern)) problems.push(`eventTypes: "${pattern.slice(0, 60)}" is not an event type pattern (segments of a-z, 0-9, _ and -, or *)`);
+    }
+    if (input.filter) problems.push(...validateFilter(input.filter));
+    if (problems.length > 0) throw new BulkheadError('validation_failed', problems.join('; '), { details: { problems } });
+    if (input.destinationIds) {
+      const ids = input.destinationIds.filter((id) => isId('destination', id));
+      const { rows } = await tx.query<{ id: string }>('SELECT id FROM destinations WHERE id = ANY ($1)', [ids]);
+      const missing = input.destinationIds.filter((id) => !rows.some((r) => r.id === id));
+      // Another workspace's destination is as missing as one that never existed.
+      if (missing.length > 0) throw new BulkheadError('not_found', `destination not found: ${missing.join(', ')}`, { details: { missing } });
+    }
+  }
+
+  const nameTaken = (name: string) => (error: unknown): never => {
+    if (sqlState(error) === UNIQUE_VIOLATION) throw new BulkheadError('name_taken', `a rule named "${name}" already exists`);
+    throw error;
+  };
+
+  async function find(tx: WorkspaceTx, id: string, lock = false): Promise<RuleRow> {
+    const row = isId('rule', id) ? (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id])).rows[0] : undefined;
+    if (!row) throw notFound('rule');
+    return row;
+  }
+
+  return {
+    async create(tx: WorkspaceTx, ctx: ActionContext, input: RuleInput & { name: string; eventTypes: string[]; destinationIds: string[] }, limits: { max: number }): Promise<RuleView> {
+      await check(tx, input);
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey('rules', tx.workspaceId)]);
+      const count = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM rules')).rows[0]?.n ?? 0;
+      if (count >= limits.max) throw new BulkheadError('limit_exceeded', `this workspace may have at most ${String(limits.max)} rules`, { details: { limit: limits.max } });
+      const id = newId('rule', runtime);
+      const { rows } = await tx
+        .query<RuleRow>(
+          `INSERT INTO rules (workspace_id, id, name, event_types, resource, filter, destination_ids, ordered, enabled, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10) RETURNING ${RULE_COLUMNS}`,
+          [tx.workspaceId, id, input.name, input.eventTypes, input.resource ?? null, input.filter ? JSON.stringify(input.filter) : null, input.destinationIds, input.ordered ?? false, input.enabled ?? true, runtime.now()],
+        )
+        .catch(nameTaken(input.name));
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.create', target: { type: 'rule', id }, outcome: 'success', details: { eventTypes: input.eventTypes, destinations: input.destinationIds.length } });
+      return view(rows[0] as RuleRow);
+    },
+
+    async list(tx: WorkspaceTx, { cursor, limit }: { cursor?: string | undefined; limit: number }): Promise<Page<RuleView>> {
+      const after = decodeCursor(cursor, new RegExp(idPattern('rule')));
+      const { rows } = await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2`, [after ?? null, limit + 1]);
+      return toPage(rows, limit, (r) => r.id, view);
+    },
+
+    get: async (tx: WorkspaceTx, id: string) => view(await find(tx, id)),
+
+    async update(tx: WorkspaceTx, ctx: ActionContext, id: string, patch: RuleInput): Promise<RuleView> {
+      const row = await find(tx, id, true);
+      await check(tx, patch);
+      const filter = patch.filter === undefined ? row.filter : patch.filter;
+      const { rows } = await tx
+        .query<RuleRow>(
+          `UPDATE rules SET name = $2, event_types = $3, resource = $4, filter = $5::jsonb, destination_ids = $6, ordered = $7, enabled = $8, updated_at = $9 WHERE id = $1 RETURNING ${RULE_COLUMNS}`,
+          [id, patch.name ?? row.name, patch.eventTypes ?? row.event_types, patch.resource === undefined ? row.resource : patch.resource, filter ? JSON.stringify(filter) : null, patch.destinationIds ?? row.destination_ids, patch.ordered ?? row.ordered, patch.enabled ?? row.enabled, runtime.now()],
+        )
+        .catch(nameTaken(patch.name ?? row.name));
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.update', target: { type: 'rule', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
+      return view(rows[0] as RuleRow);
+    },
+
+    async remove(tx: WorkspaceTx, ctx: ActionContext, id: string): Promise<void> {
+      await find(tx, id, true);
+      await tx.query('DELETE FROM rules WHERE id = $1', [id]);
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.delete', target: { type: 'rule', id }, outcome: 'success' });
+    },
+  };
+}
+
+export type RuleService = ReturnType<typeof createRuleService>;
