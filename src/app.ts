@@ -41,6 +41,7 @@ import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createEventService } from './events/ingest.js';
+import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { registerEventRoutes } from './events/routes.js';
 import { createDestinationService } from './routing/destinations.js';
 import { createRuleService } from './routing/rules.js';
@@ -141,6 +142,7 @@ export interface AppOptions extends CoreOptions {
 export interface App {
   readonly http: HttpServer;
   readonly core: Core;
+  readonly engine: DeliveryEngine;
   close(): Promise<void>;
 }
 
@@ -167,6 +169,25 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config });
   }
   await http.ready();
+  const engine = createDeliveryEngine({
+    withPlatform: core.withPlatform,
+    withWorkspace: core.withWorkspace,
+    vault: core.vault,
+    egress: core.egress,
+    destinations: core.destinations,
+    runtime,
+    logger,
+    options: {
+      concurrency: config.workerConcurrency,
+      perDestination: config.workerPerDestination,
+      leaseMs: Math.max(60_000, config.deliveryTimeoutMs * 2),
+      pollMs: config.workerPollMs,
+      timeoutMs: config.deliveryTimeoutMs,
+      schedule: config.retrySchedule,
+      keepResponseBytes: 4096,
+    },
+  });
+  if (options.role !== 'api' && options.startJobs !== false) engine.start();
   const jobs =
     options.role === 'api' || options.startJobs === false
       ? undefined
@@ -181,8 +202,10 @@ export async function buildApp(options: AppOptions): Promise<App> {
   return {
     http,
     core,
+    engine,
     async close() {
       await http.close();
+      if (options.role !== 'api' && options.startJobs !== false) await engine.stop();
       await jobs?.stop();
       await core.lastUsed.stop();
       await core.relayLog.stop();

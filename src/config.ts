@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { DEFAULT_RETRY_SCHEDULE_SECONDS, parseRetrySchedule } from './delivery/schedule.js';
 
 export type Environment = 'development' | 'production';
 
@@ -41,6 +42,11 @@ export interface Config {
   readonly keyCacheTtlMs: number;
   readonly lastUsedFlushMs: number;
   readonly jobIntervalMs: number;
+  readonly workerConcurrency: number;
+  readonly workerPerDestination: number;
+  readonly workerPollMs: number;
+  readonly deliveryTimeoutMs: number;
+  readonly retrySchedule: readonly number[];
   readonly eventPayloadBytes: number;
   readonly eventsPerMonth: number;
   readonly destinationsPerWorkspace: number;
@@ -175,6 +181,11 @@ export const settings = {
   eventsPerMonth: { name: 'BULKHEAD_EVENTS_PER_MONTH', description: 'Events per workspace per calendar month (UTC); a tenant\'s `limits.eventsPerMonth` overrides it', default: '10000000', parse: integer(0, 10_000_000_000) },
   destinationsPerWorkspace: { name: 'BULKHEAD_DESTINATIONS_PER_WORKSPACE', description: 'Most destinations per workspace', default: '100', parse: integer(1, 100_000) },
   rulesPerWorkspace: { name: 'BULKHEAD_RULES_PER_WORKSPACE', description: 'Most rules per workspace', default: '100', parse: integer(1, 100_000) },
+  workerConcurrency: { name: 'BULKHEAD_WORKER_CONCURRENCY', description: 'Deliveries a worker process attempts at once', default: '32', parse: integer(1, 10_000) },
+  workerPerDestination: { name: 'BULKHEAD_WORKER_PER_DESTINATION', description: 'Most deliveries to one destination a worker takes per claim (keeps one busy destination from crowding out the rest)', default: '4', parse: integer(1, 1000) },
+  workerPollMs: { name: 'BULKHEAD_WORKER_POLL_MS', description: 'How often an idle worker looks for due deliveries', default: '200', parse: integer(10, 60_000) },
+  deliveryTimeoutMs: { name: 'BULKHEAD_DELIVERY_TIMEOUT_MS', description: 'Total time allowed for one delivery attempt (connect, send, answer)', default: '15000', parse: integer(100, 120_000) },
+  retrySchedule: { name: 'BULKHEAD_RETRY_SCHEDULE', description: 'Delays in seconds before each retry after the first attempt (`1,1,1` means 4 attempts in all)', default: DEFAULT_RETRY_SCHEDULE_SECONDS.join(','), parse: parseRetrySchedule },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
 
@@ -238,6 +249,11 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     keyCacheTtlMs: withDefault('keyCacheTtlMs'),
     lastUsedFlushMs: withDefault('lastUsedFlushMs'),
     jobIntervalMs: withDefault('jobIntervalMs'),
+    workerConcurrency: withDefault('workerConcurrency'),
+    workerPerDestination: withDefault('workerPerDestination'),
+    workerPollMs: withDefault('workerPollMs'),
+    deliveryTimeoutMs: withDefault('deliveryTimeoutMs'),
+    retrySchedule: withDefault('retrySchedule'),
     eventPayloadBytes: withDefault('eventPayloadBytes'),
     eventsPerMonth: withDefault('eventsPerMonth'),
     destinationsPerWorkspace: withDefault('destinationsPerWorkspace'),

@@ -19,6 +19,7 @@ export const idPrefixes = {
   destinationSecret: 'dss',
   rule: 'rul',
   delivery: 'dlv',
+  deliveryAttempt: 'att',
 } as const;
 
 export type IdKind = keyof typeof idPrefixes;

@@ -7,7 +7,11 @@
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { newId, type Runtime } from '../ids.js';
 
-export type OperationalEventType = 'bulkhead.connection.needs_reauth' | 'bulkhead.connection.refresh_failing';
+export type OperationalEventType =
+  | 'bulkhead.connection.needs_reauth'
+  | 'bulkhead.connection.refresh_failing'
+  | 'bulkhead.delivery.exhausted'
+  | 'bulkhead.destination.disabled';
 
 export async function emitOperationalEvent(
   tx: WorkspaceTx,

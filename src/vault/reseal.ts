@@ -23,6 +23,7 @@ export const sealedColumns: readonly SealedColumn[] = [
   { table: 'connect_sessions', idColumn: 'id', column: 'pkce_verifier' },
   { table: 'destination_secrets', idColumn: 'id', column: 'secret' },
   { table: 'events', idColumn: 'id', column: 'payload' },
+  { table: 'delivery_attempts', idColumn: 'id', column: 'response_body' },
 ];
 
 // The data-key version sits in bytes 1–4 of every sealed value (see envelope.ts).

@@ -1,0 +1,129 @@
+import { Webhook } from 'standardwebhooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../testing/app.js';
+import { backends } from '../testing/databases.js';
+import { startReceiver } from '../testing/receiver.js';
+
+describe.each(backends)('the delivery engine on $name', (backend) => {
+  describe.skipIf(backend.unavailable !== null)(`(${backend.unavailable ?? 'available'})`, () => {
+    let t: TestApp;
+    let receiver: Awaited<ReturnType<typeof startReceiver>>;
+    beforeAll(async () => {
+      receiver = await startReceiver();
+      t = await startTestApp(backend, { config: { egressAllowCidrs: ['127.0.0.1/32'], retrySchedule: [1, 1, 1], deliveryTimeoutMs: 500, workerPerDestination: 4, workerConcurrency: 16 } });
+    });
+    afterAll(async () => {
+      await t.close();
+      await receiver.close();
+    });
+
+    const call = (key: string, method: 'GET' | 'POST', url: string, json?: unknown) => t.request({ method, url, token: key, ...(json === undefined ? {} : { json }) });
+
+    async function route(path: string) {
+      const w = await t.workspaceWithKey(['*']);
+      const destination = (await call(w.key, 'POST', '/v1/destinations', { url: `${receiver.url}/${w.workspaceId}/${path}`, headers: { 'x-team': 'billing' } })).json<{ id: string; secret: string }>();
+      await call(w.key, 'POST', '/v1/rules', { name: 'all', eventTypes: ['*'], destinationIds: [destination.id] });
+      return { ...w, destination };
+    }
+    const emit = async (key: string, payload: unknown = { amount: 1 }) => (await call(key, 'POST', '/v1/events', { type: 'invoice.paid', payload })).json<{ id: string }>().id;
+    const deliveriesOf = async (key: string, eventId: string) =>
+      (await call(key, 'GET', `/v1/deliveries?eventId=${eventId}`)).json<{ data: { id: string; status: string; attemptCount: number; lastStatus: number | null; lastError: string | null }[] }>().data;
+    /** Runs the engine until nothing is due, advancing the clock past each retry. */
+    async function drain(rounds = 10) {
+      for (let i = 0; i < rounds; i++) {
+        await t.app.engine.runOnce();
+        t.clock.advance(1500);
+      }
+    }
+
+    it('delivers signed with Standard Webhooks: the official verifier accepts it, webhook-id is the delivery id', async () => {
+      const { key, destination, workspaceId } = await route('ok');
+      const eventId = await emit(key, { amount: 42, note: 'ü' });
+      expect(await t.app.engine.runOnce()).toBeGreaterThanOrEqual(1);
+      const [delivery] = await deliveriesOf(key, eventId);
+      expect(delivery).toMatchObject({ status: 'delivered', attemptCount: 1, lastStatus: 200 });
+      const got = receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`));
+      expect(got).toHaveLength(1);
+      const headers = got[0]?.headers ?? {};
+      expect(headers['webhook-id']).toBe(delivery?.id);
+      expect(headers['x-team']).toBe('billing');
+      const verified = new Webhook(destination.secret).verify(got[0]?.body ?? '', { 'webhook-id': String(headers['webhook-id']), 'webhook-timestamp': String(headers['webhook-timestamp']), 'webhook-signature': String(headers['webhook-signature']) });
+      expect(verified).toMatchObject({ type: 'invoice.paid', data: { amount: 42, note: 'ü' } });
+    });
+
+    it('retries failures on the schedule with the same webhook-id, then fails with an operational event', async () => {
+      const { key, workspaceId } = await route('fail');
+      const eventId = await emit(key);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'retrying', attemptCount: 1, lastStatus: 500 });
+      await t.app.engine.runOnce(); // not due yet: nothing happens
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ attemptCount: 1 });
+      await drain();
+      const [delivery] = await deliveriesOf(key, eventId);
+      expect(delivery).toMatchObject({ status: 'failed', attemptCount: 4 });
+      const got = receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`));
+      expect(got).toHaveLength(4);
+      expect(new Set(got.map((r) => r.headers['webhook-id']))).toEqual(new Set([delivery?.id]));
+      const events = (await call(key, 'GET', '/v1/operational-events')).json<{ data: { type: string; resourceId: string }[] }>().data;
+      expect(events).toEqual([expect.objectContaining({ type: 'bulkhead.delivery.exhausted', resourceId: delivery?.id })]);
+      const { rows } = await t.database.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery?.id]);
+      expect(rows[0]?.n).toBe(4);
+    });
+
+    it('treats timeouts, resets and redirects as failures, and 410 Gone disables the destination', async () => {
+      for (const [path, error] of [['slow', 'egress_timeout'], ['reset', 'egress_failed'], ['redirect', null]] as const) {
+        const { key } = await route(path);
+        const eventId = await emit(key);
+        await t.app.engine.runOnce();
+        const [delivery] = await deliveriesOf(key, eventId);
+        expect(delivery, path).toMatchObject({ status: 'retrying', attemptCount: 1, lastError: error });
+        if (path === 'redirect') expect(delivery?.lastStatus).toBe(302);
+      }
+      const { key, destination } = await route('gone');
+      const eventId = await emit(key);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'failed', attemptCount: 1, lastStatus: 410 });
+      expect((await call(key, 'GET', `/v1/destinations/${destination.id}`)).json()).toMatchObject({ enabled: false, disabledReason: expect.stringContaining('410') as string });
+      const types = (await call(key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
+      expect(types).toEqual(expect.arrayContaining(['bulkhead.destination.disabled', 'bulkhead.delivery.exhausted']));
+      // A disabled destination gets no new deliveries.
+      expect((await call(key, 'POST', '/v1/events', { type: 'x', payload: {} })).json()).toMatchObject({ deliveries: 0 });
+    });
+
+    it('honours a longer Retry-After', async () => {
+      const { key } = await route('busy');
+      const eventId = await emit(key);
+      const before = t.clock.now().getTime();
+      await t.app.engine.runOnce();
+      const { rows } = await t.database.db.owner.query<{ next_attempt_at: Date }>('SELECT next_attempt_at FROM deliveries WHERE event_id = $1', [eventId]);
+      expect((rows[0]?.next_attempt_at.getTime() ?? 0) - before).toBeGreaterThanOrEqual(119_000);
+    });
+
+    it('serves a quiet workspace in the first claim while another has a backlog', async () => {
+      const noisy = await route('ok');
+      await call(noisy.key, 'POST', '/v1/events/batch', { events: Array.from({ length: 200 }, (_, i) => ({ type: 'bulk.item', payload: { i } })) });
+      const quiet = await route('ok');
+      t.clock.advance(1); // the quiet event is the newest of all
+      const eventId = await emit(quiet.key);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(quiet.key, eventId))[0]).toMatchObject({ status: 'delivered' });
+      const { rows } = await t.database.db.owner.query<{ n: number }>("SELECT count(*)::int AS n FROM deliveries WHERE workspace_id = $1 AND status = 'delivered'", [noisy.workspaceId]);
+      expect(rows[0]?.n).toBeLessThanOrEqual(4); // one claim takes at most perDestination from the backlog
+      for (let i = 0; i < 80 && (await t.app.engine.runOnce()) > 0; i++);
+      const done = await t.database.db.owner.query<{ n: number }>("SELECT count(*)::int AS n FROM deliveries WHERE workspace_id = $1 AND status = 'delivered'", [noisy.workspaceId]);
+      expect(done.rows[0]?.n).toBe(200);
+    });
+
+    it('re-claims a crashed worker\'s delivery when its lease expires', async () => {
+      const { key } = await route('ok');
+      const eventId = await emit(key);
+      const [delivery] = await deliveriesOf(key, eventId);
+      await t.database.db.owner.query("UPDATE deliveries SET status = 'delivering', lease_owner = 'wrk_dead', lease_until = $2 WHERE id = $1", [delivery?.id, new Date(t.clock.now().getTime() + 60_000)]);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'delivering' });
+      t.clock.advance(61_000);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'delivered', attemptCount: 1 });
+    });
+  });
+});

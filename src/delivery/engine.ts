@@ -1,0 +1,234 @@
+/**
+ * The delivery engine: a durable queue in the database, worked by any number of processes.
+ *
+ * Claim (the named cross-workspace exception, as the owner): for every enabled destination, up to
+ * `perDestination` due deliveries, oldest first, `FOR UPDATE SKIP LOCKED` so workers never take
+ * the same row; a claimed row becomes `delivering` with a lease. Because each destination
+ * contributes a few rows per claim, a workspace with a 100,000-delivery backlog gets no more
+ * turns than one with a single event: scheduling is round-robin across destinations, not FIFO
+ * over everything. A crashed worker's rows are claimed again when their lease expires. Ordered
+ * deliveries wait while an earlier delivery with the same key to the same destination is open.
+ *
+ * Attempt (inside the delivery's own workspace transaction for every read and write): the event
+ * payload and signing secrets are opened there, the request goes out through the egress client
+ * (the URL is judged again at send), and the outcome is recorded with the attempt.
+ */
+import { randomBytes } from 'node:crypto';
+import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
+import type { EgressClient } from '../egress/client.js';
+import { BulkheadError } from '../errors.js';
+import { emitOperationalEvent } from '../events/operational.js';
+import { newId, type Runtime } from '../ids.js';
+import type { Logger } from '../logging.js';
+import type { DestinationService } from '../routing/destinations.js';
+import type { Vault } from '../vault/vault.js';
+import { nextAttemptDelayMs, retryAfterMs } from './schedule.js';
+import { signedHeaders } from './signing.js';
+
+export interface EngineOptions {
+  readonly concurrency: number;
+  readonly perDestination: number;
+  readonly leaseMs: number;
+  readonly pollMs: number;
+  readonly timeoutMs: number;
+  readonly schedule: readonly number[];
+  /** Bytes of each response kept (sealed) with the attempt. */
+  readonly keepResponseBytes: number;
+}
+
+interface Claimed {
+  workspace_id: string;
+  id: string;
+}
+
+interface DeliveryRow {
+  id: string;
+  event_id: string;
+  destination_id: string;
+  status: string;
+  attempt_count: number;
+  lease_owner: string | null;
+}
+
+export function createDeliveryEngine(deps: {
+  withPlatform: WithPlatform;
+  withWorkspace: WithWorkspace;
+  vault: Vault;
+  egress: EgressClient;
+  destinations: DestinationService;
+  runtime: Runtime;
+  logger: Logger;
+  options: EngineOptions;
+}) {
+  const { withPlatform, withWorkspace, vault, runtime, options } = deps;
+  const owner = `wrk_${randomBytes(8).toString('hex')}`;
+  const inflight = new Map<string, Promise<void>>();
+
+  async function claim(limit: number): Promise<Claimed[]> {
+    if (limit <= 0) return [];
+    const now = runtime.now();
+    return withPlatform(async (tx) => {
+      const { rows } = await tx.query<Claimed>(
+        `SELECT d.workspace_id, d.id FROM destinations dst
+           CROSS JOIN LATERAL (
+             SELECT q.workspace_id, q.id, q.next_attempt_at FROM deliveries q
+              WHERE q.workspace_id = dst.workspace_id AND q.destination_id = dst.id
+                AND ((q.status IN ('pending', 'retrying') AND q.next_attempt_at <= $1) OR (q.status = 'delivering' AND q.lease_until < $1))
+                AND (q.ordering_key IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM deliveries e WHERE e.workspace_id = q.workspace_id AND e.destination_id = q.destination_id AND e.ordering_key = q.ordering_key
+                     AND e.status IN ('pending', 'retrying', 'delivering') AND (e.created_at, e.id) < (q.created_at, q.id)))
+              ORDER BY q.next_attempt_at, q.id
+              LIMIT $2
+              FOR UPDATE OF q SKIP LOCKED
+           ) d
+          WHERE dst.enabled
+          ORDER BY d.next_attempt_at
+          LIMIT $3`,
+        [now, options.perDestination, limit],
+      );
+      if (rows.length === 0) return [];
+      await tx.query(
+        `UPDATE deliveries SET status = 'delivering', lease_owner = $2, lease_until = $3, updated_at = $4
+          WHERE (workspace_id, id) IN (SELECT * FROM unnest($1::text[], $5::text[]))`,
+        [rows.map((r) => r.workspace_id), owner, new Date(now.getTime() + options.leaseMs), now, rows.map((r) => r.id)],
+      );
+      return rows;
+    });
+  }
+
+  /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
+  async function prepare(claimed: Claimed) {
+    return withWorkspace(claimed.workspace_id, async (tx) => {
+      const delivery = (await tx.query<DeliveryRow>('SELECT id, event_id, destination_id, status, attempt_count, lease_owner FROM deliveries WHERE id = $1', [claimed.id])).rows[0];
+      if (delivery?.status !== 'delivering' || delivery.lease_owner !== owner) return undefined;
+      const event = (await tx.query<{ id: string; type: string; payload: Uint8Array; created_at: Date }>('SELECT id, type, payload, created_at FROM events WHERE id = $1', [delivery.event_id])).rows[0];
+      const destination = (await tx.query<{ url: string; headers: Record<string, string>; enabled: boolean }>('SELECT url, headers, enabled FROM destinations WHERE id = $1', [delivery.destination_id])).rows[0];
+      if (!event || !destination) return undefined;
+      const payload = await vault.workspace(tx).openText({ table: 'events', rowId: event.id, column: 'payload' }, event.payload);
+      const secrets = (await deps.destinations.signingSecrets(tx, delivery.destination_id)).map((s) => s.secret);
+      const body = `{"type":${JSON.stringify(event.type)},"timestamp":${JSON.stringify(event.created_at.toISOString())},"data":${payload}}`;
+      return { delivery, destination, body, secrets };
+    });
+  }
+
+  async function record(tx: WorkspaceTx, delivery: DeliveryRow, outcome: { status?: number; error?: string; body?: Buffer; retryAfter?: string | string[] | undefined; startedAt: Date; durationMs: number }): Promise<void> {
+    const now = runtime.now();
+    const attempt = delivery.attempt_count + 1;
+    const attemptId = newId('deliveryAttempt', runtime);
+    const sealed = outcome.body && outcome.body.length > 0 ? await vault.workspace(tx).seal({ table: 'delivery_attempts', rowId: attemptId, column: 'response_body' }, outcome.body.subarray(0, options.keepResponseBytes)) : null;
+    await tx.query(
+      'INSERT INTO delivery_attempts (workspace_id, id, delivery_id, attempt, started_at, duration_ms, status, error, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+      [tx.workspaceId, attemptId, delivery.id, attempt, outcome.startedAt, outcome.durationMs, outcome.status ?? null, outcome.error ?? null, sealed],
+    );
+    const success = outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300;
+    const gone = outcome.status === 410;
+    const delay = success || gone ? undefined : nextAttemptDelayMs(options.schedule, attempt, Math.random(), retryAfterMs(outcome.retryAfter, now));
+    const status = success ? 'delivered' : delay === undefined ? 'failed' : 'retrying';
+    await tx.query(
+      `UPDATE deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, last_status = $5, last_error = $6, lease_owner = NULL, lease_until = NULL, updated_at = $7 WHERE id = $1`,
+      [delivery.id, status, attempt, new Date(now.getTime() + (delay ?? 0)), outcome.status ?? null, outcome.error ?? null, now],
+    );
+    if (success) {
+      await tx.query('UPDATE destinations SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL', [delivery.destination_id]);
+      return;
+    }
+    await tx.query('UPDATE destinations SET failing_since = COALESCE(failing_since, $2) WHERE id = $1', [delivery.destination_id, now]);
+    if (gone) {
+      const disabled = await tx.query("UPDATE destinations SET enabled = false, disabled_reason = 'the receiver answered 410 Gone', updated_at = $2 WHERE id = $1 AND enabled", [delivery.destination_id, now]);
+      if (disabled.rowCount > 0) {
+        await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'gone' } });
+      }
+    }
+    if (status === 'failed') {
+      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.delivery.exhausted', resource: 'delivery', resourceId: delivery.id, payload: { deliveryId: delivery.id, eventId: delivery.event_id, destinationId: delivery.destination_id, attempts: attempt, lastStatus: outcome.status ?? null } });
+    }
+  }
+
+  async function attempt(claimed: Claimed): Promise<void> {
+    const prepared = await prepare(claimed);
+    if (!prepared) return;
+    const startedAt = runtime.now();
+    const started = performance.now();
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': 'Bulkhead-Webhooks/1',
+      ...prepared.destination.headers,
+      ...signedHeaders(prepared.secrets, prepared.delivery.id, Math.floor(startedAt.getTime() / 1000), prepared.body),
+    };
+    let outcome: Parameters<typeof record>[2];
+    try {
+      const response = await deps.egress.request(prepared.destination.url, {
+        method: 'POST',
+        headers,
+        body: prepared.body,
+        maxResponseBytes: Math.max(options.keepResponseBytes, 64 * 1024),
+        signal: AbortSignal.timeout(options.timeoutMs),
+        redirect: 'manual',
+      });
+      outcome = { status: response.status, body: response.body, retryAfter: response.headers['retry-after'], startedAt, durationMs: Math.round(performance.now() - started) };
+    } catch (error) {
+      const code = error instanceof BulkheadError ? error.code : 'egress_failed';
+      outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
+    }
+    await withWorkspace(claimed.workspace_id, async (tx) => {
+      const current = (await tx.query<DeliveryRow>('SELECT id, event_id, destination_id, status, attempt_count, lease_owner FROM deliveries WHERE id = $1 FOR UPDATE', [claimed.id])).rows[0];
+      // Another worker took over after our lease ran out: its result wins.
+      if (current?.status !== 'delivering' || current.lease_owner !== owner) return;
+      await record(tx, current, outcome);
+    });
+  }
+
+  /** One claim-and-deliver round; resolves when its deliveries finished. For tests and `tick`. */
+  async function runOnce(): Promise<number> {
+    const claimed = await claim(options.concurrency - inflight.size);
+    await Promise.all(claimed.map((c) => attempt(c).catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })));
+    return claimed.length;
+  }
+
+  let timer: NodeJS.Timeout | undefined;
+  let stopping = false;
+
+  function loop(): void {
+    if (stopping) return;
+    claim(options.concurrency - inflight.size)
+      .then((claimed) => {
+        for (const c of claimed) {
+          const running = attempt(c)
+            .catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })
+            .finally(() => inflight.delete(c.id));
+          inflight.set(c.id, running);
+        }
+        // Work found: look again at once; none: wait for the poll interval.
+        timer = setTimeout(loop, claimed.length > 0 ? 0 : options.pollMs);
+      })
+      .catch((error: unknown) => {
+        deps.logger.warn({ err: error }, 'claiming deliveries failed');
+        timer = setTimeout(loop, options.pollMs);
+      });
+  }
+
+  return {
+    owner,
+    runOnce,
+    start() {
+      stopping = false;
+      loop();
+    },
+    /** Stops claiming, lets in-flight attempts finish (up to `graceMs`), then releases what is left. */
+    async stop(graceMs = 10_000): Promise<void> {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+      try {
+        await withPlatform((tx) =>
+          tx.query("UPDATE deliveries SET status = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END, lease_owner = NULL, lease_until = NULL WHERE status = 'delivering' AND lease_owner = $1", [owner]),
+        );
+      } catch (error) {
+        // The database is gone or never opened: the leases expire by themselves and are re-claimed.
+        deps.logger.warn({ err: error }, 'could not release delivery leases on shutdown');
+      }
+    },
+  };
+}
+
+export type DeliveryEngine = ReturnType<typeof createDeliveryEngine>;
