@@ -114,6 +114,31 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect(done.rows[0]?.n).toBe(200);
     });
 
+    it('delivers in order per resourceId when the destination asks for it', async () => {
+      const w = await t.workspaceWithKey(['*']);
+      const destination = (await call(w.key, 'POST', '/v1/destinations', { url: `${receiver.url}/${w.workspaceId}/fail`, ordered: true })).json<{ id: string }>();
+      await call(w.key, 'POST', '/v1/rules', { name: 'all', eventTypes: ['*'], destinationIds: [destination.id] });
+      const first = (await call(w.key, 'POST', '/v1/events', { type: 'order.updated', resourceId: 'ord_1', payload: { v: 1 } })).json<{ id: string }>().id;
+      const second = (await call(w.key, 'POST', '/v1/events', { type: 'order.updated', resourceId: 'ord_1', payload: { v: 2 } })).json<{ id: string }>().id;
+      const other = (await call(w.key, 'POST', '/v1/events', { type: 'order.updated', resourceId: 'ord_2', payload: { v: 1 } })).json<{ id: string }>().id;
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'retrying', attemptCount: 1 });
+      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ status: 'pending', attemptCount: 0 });
+      expect((await deliveriesOf(w.key, other))[0]).toMatchObject({ attemptCount: 1 });
+      // The second waits until the first is finished (here: failed after its last attempt).
+      for (let i = 0; i < 3; i++) {
+        t.clock.advance(1500);
+        await t.app.engine.runOnce();
+        expect((await deliveriesOf(w.key, second))[0]?.attemptCount).toBe(0);
+      }
+      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'failed', attemptCount: 4 });
+      t.clock.advance(1500);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ attemptCount: 1 });
+      const bodies = receiver.received.filter((r) => r.path.startsWith(`/${w.workspaceId}/`)).map((r) => (JSON.parse(r.body) as { data: { v: number } }).data.v);
+      expect(bodies.lastIndexOf(1)).toBeLessThan(bodies.indexOf(2));
+    });
+
     it('re-claims a crashed worker\'s delivery when its lease expires', async () => {
       const { key } = await route('ok');
       const eventId = await emit(key);
