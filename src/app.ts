@@ -166,7 +166,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
-    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config });
+    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now() });
   }
   await http.ready();
   const engine = createDeliveryEngine({

@@ -1,6 +1,7 @@
 /** Reading deliveries (the engine that attempts them arrives in delivery/engine.ts). */
 import type { WorkspaceTx } from '../db/tenant-tx.js';
-import { notFound } from '../errors.js';
+import { BulkheadError, notFound } from '../errors.js';
+import type { Vault } from '../vault/vault.js';
 import { idPattern, isId } from '../ids.js';
 import { decodeCursor, type Page, toPage } from '../pagination.js';
 
@@ -53,6 +54,16 @@ const view = (r: Row): DeliveryView => ({
   updatedAt: r.updated_at.toISOString(),
 });
 
+export interface AttemptView {
+  readonly attempt: number;
+  readonly startedAt: string;
+  readonly durationMs: number;
+  readonly status: number | null;
+  readonly error: string | null;
+  /** The start of the receiver's answer (opened from its sealed form), as text. */
+  readonly responseBody: string | null;
+}
+
 export const deliveryReader = {
   async list(tx: WorkspaceTx, q: { cursor?: string | undefined; limit: number; status?: string | undefined; destinationId?: string | undefined; eventId?: string | undefined }): Promise<Page<DeliveryView>> {
     const after = decodeCursor(q.cursor, new RegExp(idPattern('delivery')));
@@ -68,6 +79,48 @@ export const deliveryReader = {
     const row = isId('delivery', id) ? (await tx.query<Row>(`SELECT ${COLUMNS} FROM deliveries WHERE id = $1`, [id])).rows[0] : undefined;
     if (!row) throw notFound('delivery');
     return view(row);
+  },
+
+  async attempts(tx: WorkspaceTx, vault: Vault, deliveryId: string): Promise<AttemptView[]> {
+    const { rows } = await tx.query<{ id: string; attempt: number; started_at: Date; duration_ms: number; status: number | null; error: string | null; response_body: Uint8Array | null }>(
+      'SELECT id, attempt, started_at, duration_ms, status, error, response_body FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt',
+      [deliveryId],
+    );
+    const sealer = vault.workspace(tx);
+    return Promise.all(rows.map(async (r) => ({
+      attempt: r.attempt,
+      startedAt: r.started_at.toISOString(),
+      durationMs: r.duration_ms,
+      status: r.status,
+      error: r.error,
+      responseBody: r.response_body ? (await sealer.open({ table: 'delivery_attempts', rowId: r.id, column: 'response_body' }, r.response_body)).toString('utf8') : null,
+    })));
+  },
+
+  /** Puts a finished delivery back in the queue for one more round of attempts (same webhook-id). */
+  async retry(tx: WorkspaceTx, id: string, now: Date): Promise<DeliveryView> {
+    const row = isId('delivery', id) ? (await tx.query<Row>(`SELECT ${COLUMNS} FROM deliveries WHERE id = $1 FOR UPDATE`, [id])).rows[0] : undefined;
+    if (!row) throw notFound('delivery');
+    if (row.status === 'pending' || row.status === 'retrying' || row.status === 'delivering') {
+      throw new BulkheadError('conflict', `the delivery is ${row.status}; it will be attempted anyway`);
+    }
+    const { rows } = await tx.query<Row>(
+      `UPDATE deliveries SET status = 'pending', attempt_count = 0, next_attempt_at = $2, lease_owner = NULL, lease_until = NULL, updated_at = $2 WHERE id = $1 RETURNING ${COLUMNS}`,
+      [id, now],
+    );
+    return view(rows[0] as Row);
+  },
+
+  /** Re-queues a destination's failed deliveries created in [since, until). */
+  async recover(tx: WorkspaceTx, destinationId: string, since: Date, until: Date, now: Date): Promise<number> {
+    const { rows } = await tx.query('SELECT 1 FROM destinations WHERE id = $1', [destinationId]);
+    if (rows.length === 0) throw notFound('destination');
+    const updated = await tx.query(
+      `UPDATE deliveries SET status = 'pending', attempt_count = 0, next_attempt_at = $4, updated_at = $4
+        WHERE destination_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3`,
+      [destinationId, since, until, now],
+    );
+    return updated.rowCount;
   },
 
   async forEvent(tx: WorkspaceTx, eventId: string): Promise<DeliveryView[]> {

@@ -68,6 +68,22 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect(events).toEqual([expect.objectContaining({ type: 'bulkhead.delivery.exhausted', resourceId: delivery?.id })]);
       const { rows } = await t.database.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery?.id]);
       expect(rows[0]?.n).toBe(4);
+      const detail = (await call(key, 'GET', `/v1/deliveries/${delivery?.id ?? ''}`)).json<{ attempts: { attempt: number; status: number; responseBody: string }[] }>();
+      expect(detail.attempts.map((a) => [a.attempt, a.status, a.responseBody])).toEqual([1, 2, 3, 4].map((n) => [n, 500, 'receiver exploded']));
+
+      // A manual retry re-queues it (same webhook-id); recover re-queues a window of failures.
+      const retried = await call(key, 'POST', `/v1/deliveries/${delivery?.id ?? ''}/retry`);
+      expect(retried.statusCode).toBe(202);
+      expect(retried.json()).toMatchObject({ status: 'pending', attemptCount: 0 });
+      expect((await call(key, 'POST', `/v1/deliveries/${delivery?.id ?? ''}/retry`)).statusCode).toBe(409);
+      await t.app.engine.runOnce();
+      expect(receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`)).at(-1)?.headers['webhook-id']).toBe(delivery?.id);
+      await drain();
+      const destinationId = (await call(key, 'GET', '/v1/destinations')).json<{ data: { id: string }[] }>().data[0]?.id ?? '';
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'failed' });
+      const recovered = await call(key, 'POST', `/v1/destinations/${destinationId}/recover`, { since: new Date(0).toISOString() });
+      expect(recovered.json()).toEqual({ requeued: 1 });
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'pending' });
     });
 
     it('treats timeouts, resets and redirects as failures, and 410 Gone disables the destination', async () => {

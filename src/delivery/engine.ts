@@ -113,12 +113,14 @@ export function createDeliveryEngine(deps: {
 
   async function record(tx: WorkspaceTx, delivery: DeliveryRow, outcome: { status?: number; error?: string; body?: Buffer; retryAfter?: string | string[] | undefined; startedAt: Date; durationMs: number }): Promise<void> {
     const now = runtime.now();
+    // `attempt_count` counts this round (a manual retry starts a new one); attempts on record are numbered across rounds.
     const attempt = delivery.attempt_count + 1;
+    const recorded = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery.id])).rows[0]?.n ?? 0;
     const attemptId = newId('deliveryAttempt', runtime);
     const sealed = outcome.body && outcome.body.length > 0 ? await vault.workspace(tx).seal({ table: 'delivery_attempts', rowId: attemptId, column: 'response_body' }, outcome.body.subarray(0, options.keepResponseBytes)) : null;
     await tx.query(
       'INSERT INTO delivery_attempts (workspace_id, id, delivery_id, attempt, started_at, duration_ms, status, error, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-      [tx.workspaceId, attemptId, delivery.id, attempt, outcome.startedAt, outcome.durationMs, outcome.status ?? null, outcome.error ?? null, sealed],
+      [tx.workspaceId, attemptId, delivery.id, recorded + 1, outcome.startedAt, outcome.durationMs, outcome.status ?? null, outcome.error ?? null, sealed],
     );
     const success = outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300;
     const gone = outcome.status === 410;

@@ -8,6 +8,7 @@ import { principalOf } from '../http/auth.js';
 import { errorResponses, Id, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import type { EventInput, EventLimits, EventService } from './ingest.js';
+import type { Vault } from '../vault/vault.js';
 
 const Status = Type.Union([Type.Literal('pending'), Type.Literal('delivering'), Type.Literal('retrying'), Type.Literal('delivered'), Type.Literal('failed'), Type.Literal('cancelled')]);
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -39,7 +40,9 @@ const Delivery = Type.Object({
   updatedAt: Timestamp,
 });
 
-export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config }): void {
+const Attempt = Type.Object({ attempt: Type.Integer(), startedAt: Timestamp, durationMs: Type.Integer(), status: Type.Union([Type.Integer(), Type.Null()]), error: Type.Union([Type.String(), Type.Null()]), responseBody: Type.Union([Type.String(), Type.Null()]) });
+
+export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config; vault: Vault; now: () => Date }): void {
   const { withWorkspace, events, config } = deps;
   const security = [{ apiKey: [] }];
   const limitsOf = (request: FastifyRequest): EventLimits => {
@@ -83,7 +86,21 @@ export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: With
     withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.list(tx, request.query)),
   );
 
-  app.get('/v1/deliveries/:id', { config: { auth: { scope: 'deliveries:read' as const } }, schema: { tags: ['deliveries'], security, params: IdParams('delivery'), response: { 200: Delivery, ...errorResponses } } }, (request) =>
-    withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.get(tx, request.params.id)),
+  app.get('/v1/deliveries/:id', { config: { auth: { scope: 'deliveries:read' as const } }, schema: { tags: ['deliveries'], security, params: IdParams('delivery'), response: { 200: Type.Object({ ...Delivery.properties, attempts: Type.Array(Attempt) }), ...errorResponses } } }, (request) =>
+    withWorkspace(principalOf(request).workspaceId, async (tx) => {
+      const delivery = await deliveryReader.get(tx, request.params.id);
+      return { ...delivery, attempts: await deliveryReader.attempts(tx, deps.vault, delivery.id) };
+    }),
   );
+
+  app.post('/v1/deliveries/:id/retry', { config: { auth: { scope: 'deliveries:write' as const } }, schema: { tags: ['deliveries'], security, params: IdParams('delivery'), response: { 202: Delivery, ...errorResponses } } }, async (request, reply) => {
+    const delivery = await withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.retry(tx, request.params.id, deps.now()));
+    return reply.status(202).send(delivery);
+  });
+
+  app.post('/v1/destinations/:id/recover', { config: { auth: { scope: 'deliveries:write' as const } }, schema: { tags: ['deliveries'], security, params: IdParams('destination'), body: Type.Object({ since: Timestamp, until: Type.Optional(Timestamp) }, { additionalProperties: false }), response: { 202: Type.Object({ requeued: Type.Integer() }), ...errorResponses } } }, async (request, reply) => {
+    const until = request.body.until === undefined ? deps.now() : new Date(request.body.until);
+    const requeued = await withWorkspace(principalOf(request).workspaceId, (tx) => deliveryReader.recover(tx, request.params.id, new Date(request.body.since), until, deps.now()));
+    return reply.status(202).send({ requeued });
+  });
 }
