@@ -16,7 +16,7 @@ const READ_TARGET = 0.5;
 
 const secret = () => randomBytes(32).toString('base64url');
 
-async function startBulkhead(engine, postgresUrl) {
+export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = []) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bulkhead-bench-'));
   const env = {
     BULKHEAD_ENV: 'development',
@@ -46,7 +46,7 @@ async function startBulkhead(engine, postgresUrl) {
   } else {
     delete env.DATABASE_URL;
   }
-  const server = await startChild([path.join(root, 'dist/main.js'), 'serve'], { ...env, DATABASE_URL: env.DATABASE_URL ?? '' });
+  const server = await startChild([path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
   const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
   const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
   return {
@@ -81,7 +81,7 @@ function check(label, run) {
   return run;
 }
 
-async function startBare(engine, postgresUrl) {
+export async function startBare(engine, postgresUrl) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bulkhead-bench-bare-'));
   let database;
   const env = { BARE_DATA_DIR: dataDir, BARE_DATABASE_URL: '' };

@@ -86,11 +86,23 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
 
   async function quota(tx: WorkspaceTx, adding: number, limits: EventLimits): Promise<void> {
     const now = runtime.now();
-    const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
-    const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM events WHERE workspace_id = $1 AND created_at >= $2', [tx.workspaceId, monthStart]);
+    const period = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
+    const { rows } = await tx.query<{ n: number | null }>("SELECT sum(count)::bigint AS n FROM usage_counters WHERE metric = 'events' AND period = $1", [period]);
     if ((rows[0]?.n ?? 0) + adding > limits.eventsPerMonth) {
       throw new BulkheadError('quota_exceeded', `this workspace's monthly event quota (${String(limits.eventsPerMonth)}) is used up`, { details: { limit: limits.eventsPerMonth } });
     }
+  }
+
+  /** Counted in the same transaction as the events (a rolled-back batch counts nothing); replays do not count. */
+  async function count(tx: WorkspaceTx, added: number): Promise<void> {
+    if (added === 0) return;
+    const now = runtime.now();
+    const period = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
+    await tx.query(
+      `INSERT INTO usage_counters (workspace_id, metric, period, shard, count) VALUES ($1, 'events', $2, $3, $4)
+       ON CONFLICT (workspace_id, metric, period, shard) DO UPDATE SET count = usage_counters.count + EXCLUDED.count`,
+      [tx.workspaceId, period, Math.floor(Math.random() * 16), added],
+    );
   }
 
   async function one(tx: WorkspaceTx, input: EventInput, json: string, rules: RuleRow[], destinations: Map<string, { enabled: boolean; eventTypes: string[] | null; ordered: boolean }>): Promise<IngestResult> {
@@ -154,6 +166,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
       const destinations = new Map(destinationRows.rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }]));
       const results: IngestResult[] = [];
       for (const [i, input] of inputs.entries()) results.push(await one(tx, input, jsons[i] as string, rules, destinations));
+      await count(tx, results.filter((r) => !r.replayed).length);
       return results;
     },
 
