@@ -24,12 +24,15 @@ export async function run({ durationSeconds, connections, rounds, postgresUrl, e
       await json('POST', `${bulkhead.url}/v1/rules`, key.key, { name: 'invoices', eventTypes: ['invoice.*'], destinationIds: [destination.id] });
       const body = JSON.stringify({ type: 'invoice.paid', resource: 'invoice', resourceId: 'in_123', payload: { id: 'in_123', amount: 4200, currency: 'eur', customer: { id: 'cus_1', country: 'DE' } } });
       const headers = { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' };
+      const BATCH = 50;
+      const batchBody = JSON.stringify({ events: Array.from({ length: BATCH }, () => JSON.parse(body)) });
       const sides = {
         bare: { url: `${bare.url}/bare`, method: 'POST', headers, body },
         bulkhead: { url: `${bulkhead.url}/v1/events`, method: 'POST', headers, body },
+        batch: { url: `${bulkhead.url}/v1/events/batch`, method: 'POST', headers, body: batchBody },
       };
       for (const side of Object.values(sides)) await load({ ...side, durationSeconds: 1, connections });
-      const runs = { bare: [], bulkhead: [] };
+      const runs = { bare: [], bulkhead: [], batch: [] };
       for (let r = 0; r < rounds; r++) {
         for (const [name, side] of Object.entries(sides)) {
           const measured = await load({ ...side, durationSeconds, connections });
@@ -41,10 +44,12 @@ export async function run({ durationSeconds, connections, rounds, postgresUrl, e
       const bareRps = Math.round(mean(runs.bare, 'requestsPerSecond'));
       const rps = Math.round(mean(runs.bulkhead, 'requestsPerSecond'));
       const p99 = mean(runs.bulkhead, 'p99Ms');
+      const batchEvents = Math.round(mean(runs.batch, 'requestsPerSecond') * BATCH);
       const ok = engine !== 'postgres' || rps >= TARGET_PER_SECOND;
       pass &&= ok;
       log(`bare ${bareRps} req/s p99 ${mean(runs.bare, 'p99Ms').toFixed(1)} ms | bulkhead ${rps} durable events/s p99 ${p99.toFixed(1)} ms | ratio ${pct(rps / bareRps)}${engine === 'postgres' ? ` (target >= ${TARGET_PER_SECOND}/s: ${ok ? 'PASS' : 'FAIL'})` : ''}`);
-      results.engines[engine] = { bare: { requestsPerSecond: bareRps }, bulkhead: { eventsPerSecond: rps, p99Ms: p99 }, ratio: rps / bareRps, pass: ok, rssMb: rssMb(bulkhead.child.pid), runs };
+      log(`batches of ${BATCH}: ${batchEvents} durable events/s (p99 ${mean(runs.batch, 'p99Ms').toFixed(1)} ms per batch)`);
+      results.engines[engine] = { bare: { requestsPerSecond: bareRps }, bulkhead: { eventsPerSecond: rps, p99Ms: p99 }, batch: { size: BATCH, eventsPerSecond: batchEvents }, ratio: rps / bareRps, pass: ok, rssMb: rssMb(bulkhead.child.pid), runs };
     } finally {
       await bulkhead.cleanup();
       await bare.cleanup();
