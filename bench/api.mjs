@@ -16,6 +16,31 @@ const READ_TARGET = 0.5;
 
 const secret = () => randomBytes(32).toString('base64url');
 
+/** A fresh PostgreSQL database for one side of a run; `drop()` removes it (and `role`, if given). */
+async function benchDatabase(postgresUrl, prefix) {
+  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const sql = async (text) => {
+    const admin = new pg.Client({ connectionString: postgresUrl });
+    await admin.connect();
+    try {
+      await admin.query(text);
+    } finally {
+      await admin.end();
+    }
+  };
+  await sql(`CREATE DATABASE ${name}`);
+  const url = new URL(postgresUrl);
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    async drop(role) {
+      await sql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      if (role !== undefined) await sql(`DROP ROLE IF EXISTS ${role}`);
+    },
+  };
+}
+
 export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = []) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bulkhead-bench-'));
   const env = {
@@ -32,19 +57,10 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
     BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE: '10000000',
     BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE: '10000000',
   };
-  let database;
-  if (engine === 'postgres') {
-    database = `bk_bench_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: postgresUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    await admin.end();
-    const url = new URL(postgresUrl);
-    url.pathname = `/${database}`;
-    env.DATABASE_URL = url.toString();
-    env.BULKHEAD_DB_APP_ROLE = `${database}_app`;
-  } else {
-    delete env.DATABASE_URL;
+  const database = engine === 'postgres' ? await benchDatabase(postgresUrl, 'bk_bench') : undefined;
+  if (database) {
+    env.DATABASE_URL = database.url;
+    env.BULKHEAD_DB_APP_ROLE = `${database.name}_app`;
   }
   const server = await startChild([path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
   const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
@@ -57,13 +73,7 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
     async cleanup() {
       await server.stop();
       await rm(dataDir, { recursive: true, force: true });
-      if (database !== undefined) {
-        const admin = new pg.Client({ connectionString: postgresUrl });
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-        await admin.query(`DROP ROLE IF EXISTS ${env.BULKHEAD_DB_APP_ROLE}`);
-        await admin.end();
-      }
+      await database?.drop(env.BULKHEAD_DB_APP_ROLE);
     },
   };
 }
@@ -83,18 +93,8 @@ function check(label, run) {
 
 export async function startBare(engine, postgresUrl) {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bulkhead-bench-bare-'));
-  let database;
-  const env = { BARE_DATA_DIR: dataDir, BARE_DATABASE_URL: '' };
-  if (engine === 'postgres') {
-    database = `bk_bench_bare_${randomBytes(4).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: postgresUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    await admin.end();
-    const url = new URL(postgresUrl);
-    url.pathname = `/${database}`;
-    env.BARE_DATABASE_URL = url.toString();
-  }
+  const database = engine === 'postgres' ? await benchDatabase(postgresUrl, 'bk_bench_bare') : undefined;
+  const env = { BARE_DATA_DIR: dataDir, BARE_DATABASE_URL: database?.url ?? '' };
   const bare = await startChild([path.join(root, 'bench/bare-server.mjs')], env);
   const firstResponseMs = await msUntilOk(`${bare.url}/healthz`, bare.startedAt);
   return {
@@ -103,12 +103,7 @@ export async function startBare(engine, postgresUrl) {
     async cleanup() {
       await bare.stop();
       await rm(dataDir, { recursive: true, force: true });
-      if (database !== undefined) {
-        const admin = new pg.Client({ connectionString: postgresUrl });
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-        await admin.end();
-      }
+      await database?.drop();
     },
   };
 }

@@ -17,12 +17,9 @@ export function scrubSecrets(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-/** The buffer version, for responses small enough to hold whole (one write back to the caller). */
-export function scrubBuffer(body: Buffer, secrets: readonly string[]): Buffer {
+function replaceAll(body: Buffer, needles: readonly Buffer[]): Buffer {
   let current = body;
-  for (const secret of new Set(secrets)) {
-    if (secret.length < MIN_SCRUB_LENGTH) continue;
-    const needle = Buffer.from(secret, 'utf8');
+  for (const needle of needles) {
     let index = current.indexOf(needle);
     if (index === -1) continue;
     const parts: Buffer[] = [];
@@ -38,28 +35,18 @@ export function scrubBuffer(body: Buffer, secrets: readonly string[]): Buffer {
   return current;
 }
 
+const needlesOf = (secrets: readonly string[]): Buffer[] => [...new Set(secrets.filter((s) => s.length >= MIN_SCRUB_LENGTH))].map((s) => Buffer.from(s, 'utf8'));
+
+/** The buffer version, for responses small enough to hold whole (one write back to the caller). */
+export function scrubBuffer(body: Buffer, secrets: readonly string[]): Buffer {
+  return replaceAll(body, needlesOf(secrets));
+}
+
 export function createScrubber(secrets: readonly string[]): Transform {
-  const needles = [...new Set(secrets.filter((s) => s.length >= MIN_SCRUB_LENGTH).map((s) => Buffer.from(s, 'utf8')))];
+  const needles = needlesOf(secrets);
   const hold = Math.max(0, ...needles.map((n) => n.length - 1));
   let pending: Buffer = Buffer.alloc(0);
-
-  const redact = (buffer: Buffer): Buffer => {
-    let current = buffer;
-    for (const needle of needles) {
-      let index = current.indexOf(needle);
-      if (index === -1) continue;
-      const parts: Buffer[] = [];
-      let start = 0;
-      while (index !== -1) {
-        parts.push(current.subarray(start, index), Buffer.from(REDACTED));
-        start = index + needle.length;
-        index = current.indexOf(needle, start);
-      }
-      parts.push(current.subarray(start));
-      current = Buffer.concat(parts);
-    }
-    return current;
-  };
+  const redact = (buffer: Buffer): Buffer => replaceAll(buffer, needles);
 
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
