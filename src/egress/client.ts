@@ -1,55 +1,69 @@
 /**
  * The one outbound HTTP client. Webhook deliveries, the relay and OAuth token endpoints all leave
- * the process through it, so the SSRF policy (SPEC §2.5) holds everywhere by construction:
+ * the process through it, so the SSRF policy (docs/EGRESS.md) holds everywhere by construction:
  *
  *  - scheme: http(s) only; https only when `httpsOnly` (production);
- *  - address: IP-literal hosts are judged before anything is sent; names are resolved once, in
- *    the socket's own `lookup`, and every answer is judged (one bad answer refuses the lot). The
- *    socket then connects to exactly the judged address, so a DNS answer that changes between
- *    check and use (rebinding) cannot redirect it; TLS SNI and Host keep the original name;
- *  - redirects: returned as-is (`manual`, the default), refused (`error`), or followed (`follow`)
- *    at most 3 hops, each hop judged again and credentials dropped across origins;
+ *  - address: IP-literal hosts are judged before anything is sent (`target.ts`); names are
+ *    resolved once, in the socket's own `lookup`, every answer is judged, and the socket connects
+ *    to exactly the judged addresses (`resolve.ts`), so DNS rebinding cannot move it. TLS SNI and
+ *    Host keep the original name, since only the address the socket dials is substituted;
+ *  - redirects: returned as they are (`manual`, the default), refused (`error`), or followed
+ *    (`follow`) at most 3 hops, each hop judged again and credentials dropped across origins;
  *  - time and size: connect, headers and body timeouts, an overall deadline, a response cap.
  *
- * Refusals are `egress_blocked` errors raised before any connection exists, and are counted.
+ * Refusals are `egress_blocked` errors raised before any connection exists, and are counted in
+ * `metrics.blocked` (exported on /metrics).
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
-import { isIP, type LookupFunction } from 'node:net';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Agent, errors as undiciErrors, request as undiciRequest, type Dispatcher } from 'undici';
-import { BulkheadError } from '../errors.js';
-import { type AllowList, classifyAddress, parseAllowList } from './address-policy.js';
+import { parseAllowList } from './address-policy.js';
+import { capBody, discard, tooLarge } from './body.js';
+import { blocked, type BlockReason, EgressError } from './errors.js';
+import { pinnedLookup, type ResolvedAddress, type Resolver, resolveJudged, systemResolver } from './resolve.js';
+import { checkTarget, hostOf, isIpLiteral, type TargetPolicy } from './target.js';
 
-export interface ResolvedAddress {
-  readonly address: string;
-  readonly family: 4 | 6;
-}
-export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>;
+// What the rest of the server has always imported from here.
+export type { BlockReason } from './errors.js';
+export type { ResolvedAddress, Resolver } from './resolve.js';
+export { systemResolver } from './resolve.js';
 
-export const systemResolver: Resolver = async (hostname) =>
-  (await dnsLookup(hostname, { all: true, verbatim: true })).map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
-
-export type BlockReason = 'scheme' | 'address' | 'resolution_failed' | 'redirect' | 'redirect_limit';
+/** Redirects followed at most, whatever a caller asks for. */
+export const MAX_REDIRECTS = 3;
 
 export interface EgressOptions {
+  /** Ranges reachable although the policy refuses them (`BULKHEAD_EGRESS_ALLOW_CIDRS`); validated here. */
   readonly allowCidrs?: readonly string[];
+  /** Refuse `http:` (production). */
   readonly httpsOnly?: boolean;
+  /** Default: the operating system's resolver (`dns.lookup`, all answers). */
   readonly resolve?: Resolver;
+  /** Default 5 s. */
   readonly connectTimeoutMs?: number;
+  /** Until the response headers arrive; default 15 s. */
   readonly headersTimeoutMs?: number;
+  /** Longest silence while the body arrives; default 15 s. */
   readonly bodyTimeoutMs?: number;
+  /** The whole exchange, redirects and body included; default 30 s. */
   readonly totalTimeoutMs?: number;
+  /** Default 10 MiB; a request can set its own. */
   readonly maxResponseBytes?: number;
 }
 
 export interface EgressRequest {
-  readonly method: string;
+  /** Default GET. */
+  readonly method?: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: Readable | Buffer | string | null;
   readonly maxResponseBytes?: number;
+  /** Aborts the exchange (the caller's own deadline or cancellation). */
   readonly signal?: AbortSignal;
+  /** Replaces the client's `totalTimeoutMs` for this request. */
+  readonly timeoutMs?: number;
+  /** Default `manual`: a 3xx is returned as it is. */
   readonly redirect?: 'manual' | 'error' | 'follow';
-  /** Headers to drop when a followed redirect changes origin (authorization and cookie always are). */
+  /** With `follow`: at most this many hops, 0 to MAX_REDIRECTS (the default). */
+  readonly maxRedirects?: number;
+  /** Headers to drop when a followed redirect changes origin (authorization, proxy-authorization and cookie always are). */
   readonly credentialHeaders?: readonly string[];
 }
 
@@ -62,124 +76,108 @@ export interface EgressResponse<B> {
 }
 
 export interface EgressMetrics {
+  /** Refusals by reason, since start. */
   readonly blocked: Record<BlockReason, number>;
+  /** Requests handed to the agent (each followed redirect hop counts). */
   requests: number;
 }
 
-export const MAX_REDIRECTS = 3;
+const ALWAYS_CREDENTIALS = ['authorization', 'proxy-authorization', 'cookie'];
 
-const blocked = (reason: BlockReason, message: string, details: Record<string, unknown> = {}) =>
-  new BulkheadError('egress_blocked', message, { details: { reason, ...details } });
+const positive = (name: string, value: number | undefined, fallback: number): number => {
+  const chosen = value ?? fallback;
+  if (!Number.isFinite(chosen) || chosen <= 0) throw new RangeError(`egress client: ${name} must be a positive number, got ${String(value)}`);
+  return chosen;
+};
+
+const withoutHeaders = (headers: Record<string, string>, drop: (lowerCaseName: string) => boolean): Record<string, string> =>
+  Object.fromEntries(Object.entries(headers).filter(([name]) => !drop(name.toLowerCase())));
+
+/** Responses that carry no body whatever their Content-Length says. */
+const bodiless = (method: string, status: number): boolean => method === 'HEAD' || status === 204 || status === 304 || status < 200;
 
 export function createEgressClient(options: EgressOptions = {}) {
-  const allow: AllowList = parseAllowList(options.allowCidrs ?? []);
+  // Everything is validated here: a bad setting stops start-up, not the first request.
+  const policy: TargetPolicy = { httpsOnly: options.httpsOnly ?? false, allow: parseAllowList(options.allowCidrs ?? []) };
   const resolve = options.resolve ?? systemResolver;
-  const maxResponseBytes = options.maxResponseBytes ?? 10 * 1024 * 1024;
-  const totalTimeoutMs = options.totalTimeoutMs ?? 30_000;
+  const maxResponseBytes = positive('maxResponseBytes', options.maxResponseBytes, 10 * 1024 * 1024);
+  const totalTimeoutMs = positive('totalTimeoutMs', options.totalTimeoutMs, 30_000);
   const metrics: EgressMetrics = { blocked: { scheme: 0, address: 0, resolution_failed: 0, redirect: 0, redirect_limit: 0 }, requests: 0 };
 
-  const refuse = (error: BulkheadError): BulkheadError => {
-    const reason = (error.details?.['reason'] ?? 'address') as BlockReason;
-    metrics.blocked[reason]++;
-    return error;
-  };
-
-  // Resolve once and judge every answer; the socket connects to what this returns and nothing else.
-  async function judgedAnswers(hostname: string): Promise<readonly ResolvedAddress[]> {
-    let answers: readonly ResolvedAddress[];
-    try {
-      answers = await resolve(hostname);
-    } catch {
-      throw refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
-    }
-    if (answers.length === 0) throw refuse(blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname }));
-    for (const answer of answers) {
-      const verdict = classifyAddress(answer.address, allow);
-      if (!verdict.allowed) throw refuse(blocked('address', `${hostname} resolves to a ${verdict.range} address`, { host: hostname, range: verdict.range }));
-    }
-    return answers;
+  /** Every refusal passes through here once, where it is decided, so each is counted once. */
+  function rethrowCounted(error: unknown): never {
+    if (error instanceof EgressError && error.code === 'egress_blocked' && error.details?.reason !== undefined) metrics.blocked[error.details.reason]++;
+    throw error;
   }
-
-  // Resolve once and judge every answer; the socket connects to what this returns and nothing else.
-  const guardedLookup: LookupFunction = (hostname, lookupOptions, callback) => {
-    judgedAnswers(hostname).then(
-      (answers) => {
-        const wanted = lookupOptions.family === 4 || lookupOptions.family === 6 ? answers.filter((a) => a.family === lookupOptions.family) : answers;
-        const usable = wanted.length > 0 ? wanted : answers;
-        if (lookupOptions.all) callback(null, usable.map((a) => ({ address: a.address, family: a.family })));
-        else callback(null, (usable[0] as ResolvedAddress).address, (usable[0] as ResolvedAddress).family);
-      },
-      (error: unknown) => {
-        callback(error as BulkheadError, '', 4);
-      },
-    );
+  const target = (raw: string | URL, base?: URL): URL => {
+    try {
+      return checkTarget(raw, policy, base);
+    } catch (error) {
+      return rethrowCounted(error);
+    }
+  };
+  const judge = async (hostname: string): Promise<readonly ResolvedAddress[]> => {
+    try {
+      return await resolveJudged(hostname, resolve, policy.allow);
+    } catch (error) {
+      return rethrowCounted(error);
+    }
+  };
+  const refuse = (reason: BlockReason, message: string): EgressError => {
+    metrics.blocked[reason]++;
+    return blocked(reason, message);
   };
 
+  // One agent for everything: pooled keep-alive sockets, each opened through the pinned lookup.
   const agent = new Agent({
-    connect: { lookup: guardedLookup, timeout: options.connectTimeoutMs ?? 5_000 },
-    headersTimeout: options.headersTimeoutMs ?? 15_000,
-    bodyTimeout: options.bodyTimeoutMs ?? 15_000,
+    connect: { lookup: pinnedLookup(judge), timeout: positive('connectTimeoutMs', options.connectTimeoutMs, 5_000) },
+    headersTimeout: positive('headersTimeoutMs', options.headersTimeoutMs, 15_000),
+    bodyTimeout: positive('bodyTimeoutMs', options.bodyTimeoutMs, 15_000),
+    // Idle pooled sockets go after 10 s whatever the server's Keep-Alive hint says, so an address
+    // that stops being what a name resolves to is not dialled from the pool for long.
     keepAliveTimeout: 10_000,
+    keepAliveMaxTimeout: 10_000,
   });
 
-  /** Scheme and IP-literal checks; names are judged at connect time by `guardedLookup`. */
-  function checkTarget(raw: string | URL): URL {
-    let url: URL;
-    try {
-      url = new URL(raw);
-    } catch {
-      throw refuse(blocked('scheme', 'not an absolute URL'));
-    }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && !options.httpsOnly)) {
-      throw refuse(blocked('scheme', `scheme ${url.protocol} is not allowed${options.httpsOnly ? ' (https only)' : ''}`));
-    }
-    if (url.username !== '' || url.password !== '') throw refuse(blocked('scheme', 'URLs with credentials are not allowed'));
-    // The WHATWG parser already turned 2130706433, 0x7f.1, 0177.0.0.1 and 127.1 into dotted form.
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    if (isIP(host) !== 0) {
-      const verdict = classifyAddress(host, allow);
-      if (!verdict.allowed) throw refuse(blocked('address', `${verdict.address} is a ${verdict.range} address`, { range: verdict.range }));
-    }
-    return url;
-  }
-
-  function translate(error: unknown): unknown {
-    for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-      if (e instanceof BulkheadError) return e;
-    }
-    if (error instanceof undiciErrors.ConnectTimeoutError) return new BulkheadError('egress_timeout', 'connecting timed out', { cause: error });
-    if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError) return new BulkheadError('egress_timeout', 'the server did not answer in time', { cause: error });
-    if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) return new BulkheadError('egress_timeout', 'the request took too long', { cause: error });
-    return new BulkheadError('egress_failed', 'the request failed', { cause: error });
-  }
-
-  function capped(body: Readable, limit: number): Readable {
-    let seen = 0;
-    let overflowed = false;
-    const guard = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        seen += chunk.length;
-        if (seen > limit) {
-          overflowed = true;
-          callback(new BulkheadError('egress_response_too_large', `the response exceeds ${limit} bytes`));
-          // Stop reading from the server; the abort this causes is ours, not a failure to report.
-          body.destroy();
-        } else callback(null, chunk);
-      },
-    });
-    body.on('error', (error) => {
-      if (!overflowed) guard.destroy(translate(error) as Error);
-    });
-    return body.pipe(guard);
+  /** Maps whatever undici, the socket or a signal threw to one of the four stable codes. */
+  function translator(deadline: AbortSignal, timeoutMs: number, callerSignal: AbortSignal | undefined) {
+    return (error: unknown): EgressError => {
+      // Our own refusals (from the lookup) may arrive wrapped.
+      for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+        if (e instanceof EgressError) return e;
+      }
+      if (error instanceof undiciErrors.ConnectTimeoutError) return new EgressError('egress_timeout', 'connecting timed out', { cause: error });
+      if (error instanceof undiciErrors.HeadersTimeoutError) return new EgressError('egress_timeout', 'the server did not send response headers in time', { cause: error });
+      if (error instanceof undiciErrors.BodyTimeoutError) return new EgressError('egress_timeout', 'the server stopped sending the response body', { cause: error });
+      if (deadline.aborted) return new EgressError('egress_timeout', `the request took longer than ${timeoutMs} ms`, { cause: error });
+      if (callerSignal?.aborted) {
+        const reason: unknown = callerSignal.reason;
+        const timedOut = reason instanceof Error && reason.name === 'TimeoutError';
+        return new EgressError(timedOut ? 'egress_timeout' : 'egress_failed', timedOut ? 'the caller\'s deadline passed' : 'the request was aborted', { cause: error });
+      }
+      return new EgressError('egress_failed', 'the request failed', { cause: error });
+    };
   }
 
   async function send(raw: string | URL, init: EgressRequest): Promise<EgressResponse<Readable>> {
-    let url = checkTarget(raw);
-    let method = init.method.toUpperCase();
+    const mode = init.redirect ?? 'manual';
+    const maxRedirects = init.maxRedirects ?? MAX_REDIRECTS;
+    if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > MAX_REDIRECTS) {
+      throw new RangeError(`maxRedirects must be an integer from 0 to ${MAX_REDIRECTS}, got ${maxRedirects}`);
+    }
+    const limit = positive('maxResponseBytes', init.maxResponseBytes, maxResponseBytes);
+    const timeoutMs = positive('timeoutMs', init.timeoutMs, totalTimeoutMs);
+
+    let url = target(raw);
+    let method = (init.method ?? 'GET').toUpperCase();
     let headers: Record<string, string> = { ...init.headers };
     let body = init.body ?? null;
-    const mode = init.redirect ?? 'manual';
-    const signal = init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(totalTimeoutMs)]) : AbortSignal.timeout(totalTimeoutMs);
+    const credentials = new Set([...ALWAYS_CREDENTIALS, ...(init.credentialHeaders ?? []).map((name) => name.toLowerCase())]);
+
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+    const translate = translator(deadline, timeoutMs, init.signal);
+
     for (let hop = 0; ; hop++) {
       metrics.requests++;
       let response: Dispatcher.ResponseData;
@@ -188,55 +186,66 @@ export function createEgressClient(options: EgressOptions = {}) {
       } catch (error) {
         throw translate(error);
       }
+      const { statusCode: status } = response;
       const location = response.headers['location'];
-      const isRedirect = response.statusCode >= 300 && response.statusCode < 400 && typeof location === 'string';
-      if (!isRedirect || mode === 'manual') {
-        return { status: response.statusCode, headers: response.headers, body: capped(response.body, init.maxResponseBytes ?? maxResponseBytes), url: url.toString() };
+      const redirected = status >= 300 && status < 400 && typeof location === 'string';
+
+      if (!redirected || mode === 'manual') {
+        const declared = Number(response.headers['content-length']);
+        if (!bodiless(method, status) && Number.isFinite(declared) && declared > limit) {
+          // Announced too large: not a byte of it is read.
+          discard(response.body);
+          throw tooLarge(limit);
+        }
+        return { status, headers: response.headers, body: capBody(response.body, limit, translate), url: url.toString() };
       }
-      response.body.resume();
-      if (mode === 'error') throw refuse(blocked('redirect', `the server redirected (${response.statusCode}) and redirects are not followed here`));
-      if (hop + 1 > MAX_REDIRECTS) throw refuse(blocked('redirect_limit', `more than ${MAX_REDIRECTS} redirects`));
-      if (body instanceof Readable) throw refuse(blocked('redirect', 'cannot follow a redirect after streaming a request body'));
-      const next = checkTarget(new URL(location, url));
-      if (next.origin !== url.origin) {
-        const drop = new Set(['authorization', 'cookie', 'proxy-authorization', ...(init.credentialHeaders ?? []).map((h) => h.toLowerCase())]);
-        headers = Object.fromEntries(Object.entries(headers).filter(([name]) => !drop.has(name.toLowerCase())));
-      }
-      if (response.statusCode === 303 || ((response.statusCode === 301 || response.statusCode === 302) && method === 'POST')) {
-        method = method === 'HEAD' ? 'HEAD' : 'GET';
+
+      // A redirect we will not return: its body is of no interest.
+      discard(response.body);
+      if (mode === 'error') throw refuse('redirect', `the server redirected (${status}) and redirects are not followed here`);
+      if (hop >= maxRedirects) throw refuse('redirect_limit', `more than ${maxRedirects} redirects`);
+      const next = target(location, url);
+
+      // Like fetch: 303 turns anything but HEAD into a GET, 301/302 turn POST into GET; the body goes.
+      if (status === 303 ? method !== 'HEAD' : (status === 301 || status === 302) && method === 'POST') {
+        method = 'GET';
         body = null;
-        headers = Object.fromEntries(Object.entries(headers).filter(([name]) => !/^content-/i.test(name)));
+        headers = withoutHeaders(headers, (name) => name.startsWith('content-'));
+      } else if (body instanceof Readable) {
+        throw refuse('redirect', `the server redirected (${status}) and a streamed request body cannot be sent again`);
       }
+      if (next.origin !== url.origin) headers = withoutHeaders(headers, (name) => credentials.has(name));
       url = next;
     }
   }
 
   return {
     metrics,
-    /** Streams the response body (capped). The caller must consume or destroy it. */
-    stream: (url: string | URL, init: EgressRequest) => send(url, init),
-    /** Buffers the response body (capped). */
-    async request(url: string | URL, init: EgressRequest): Promise<EgressResponse<Buffer>> {
+
+    /** Sends, and streams the response body (capped). The caller must consume or destroy the body. */
+    stream: (url: string | URL, init: EgressRequest = {}): Promise<EgressResponse<Readable>> => send(url, init),
+
+    /** Sends, and buffers the response body (capped). */
+    async request(url: string | URL, init: EgressRequest = {}): Promise<EgressResponse<Buffer>> {
       const response = await send(url, init);
       const chunks: Buffer[] = [];
-      try {
-        for await (const chunk of response.body) chunks.push(chunk as Buffer);
-      } catch (error) {
-        throw translate(error);
-      }
+      // The capped body only ever fails with egress errors.
+      for await (const chunk of response.body) chunks.push(chunk as Buffer);
       return { ...response, body: Buffer.concat(chunks) };
     },
+
     /**
      * Judges a URL without sending anything (e.g. when a webhook destination is saved): scheme,
-     * then every address its host resolves to. Sending re-checks, since DNS can change.
+     * then the IP literal or every address the name resolves to. Throws `egress_blocked`. Sending
+     * checks again: DNS can change between now and then.
      */
-    async checkUrl(raw: string): Promise<void> {
-      const url = checkTarget(raw);
-      const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-      if (isIP(host) !== 0) return;
-      await judgedAnswers(host);
+    async checkUrl(raw: string | URL): Promise<void> {
+      const url = target(raw);
+      if (!isIpLiteral(url)) await judge(hostOf(url));
     },
-    close: () => agent.close(),
+
+    /** Closes pooled connections; in-flight requests finish first. */
+    close: (): Promise<void> => agent.close(),
   };
 }
 

@@ -10,7 +10,8 @@ export const ssrfZone = {
   'metadata.test': ['169.254.169.254'],
   'mixed.test': ['93.184.216.34', '127.0.0.1'],
   'v6loop.test': ['::1'],
-  'mapped.test': ['::ffff:127.0.0.1'],
+  // Written in hex: dns2 mis-encodes the dotted form of an IPv4-mapped AAAA answer.
+  'mapped.test': ['::ffff:7f00:1'],
   'ula.test': ['fd00::1'],
   'nat64.test': ['64:ff9b::7f00:1'],
   'cgnat.test': ['100.100.100.100'],
