@@ -184,6 +184,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       pollMs: config.workerPollMs,
       timeoutMs: config.deliveryTimeoutMs,
       schedule: config.retrySchedule,
+      disableAfterMs: config.destinationDisableAfterMs,
       keepResponseBytes: 4096,
     },
   });

@@ -47,6 +47,7 @@ export interface Config {
   readonly workerPollMs: number;
   readonly deliveryTimeoutMs: number;
   readonly retrySchedule: readonly number[];
+  readonly destinationDisableAfterMs: number;
   readonly eventPayloadBytes: number;
   readonly eventsPerMonth: number;
   readonly destinationsPerWorkspace: number;
@@ -185,6 +186,7 @@ export const settings = {
   workerPerDestination: { name: 'BULKHEAD_WORKER_PER_DESTINATION', description: 'Most deliveries to one destination a worker takes per claim (keeps one busy destination from crowding out the rest)', default: '4', parse: integer(1, 1000) },
   workerPollMs: { name: 'BULKHEAD_WORKER_POLL_MS', description: 'How often an idle worker looks for due deliveries', default: '200', parse: integer(10, 60_000) },
   deliveryTimeoutMs: { name: 'BULKHEAD_DELIVERY_TIMEOUT_MS', description: 'Total time allowed for one delivery attempt (connect, send, answer)', default: '15000', parse: integer(100, 120_000) },
+  destinationDisableAfterMs: { name: 'BULKHEAD_DESTINATION_DISABLE_AFTER_MS', description: 'A destination failing without a single success for this long is disabled (default 5 days)', default: String(5 * 86_400_000), parse: integer(60_000, 365 * 86_400_000) },
   retrySchedule: { name: 'BULKHEAD_RETRY_SCHEDULE', description: 'Delays in seconds before each retry after the first attempt (`1,1,1` means 4 attempts in all)', default: DEFAULT_RETRY_SCHEDULE_SECONDS.join(','), parse: parseRetrySchedule },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
@@ -254,6 +256,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     workerPollMs: withDefault('workerPollMs'),
     deliveryTimeoutMs: withDefault('deliveryTimeoutMs'),
     retrySchedule: withDefault('retrySchedule'),
+    destinationDisableAfterMs: withDefault('destinationDisableAfterMs'),
     eventPayloadBytes: withDefault('eventPayloadBytes'),
     eventsPerMonth: withDefault('eventsPerMonth'),
     destinationsPerWorkspace: withDefault('destinationsPerWorkspace'),

@@ -65,7 +65,8 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect(got).toHaveLength(4);
       expect(new Set(got.map((r) => r.headers['webhook-id']))).toEqual(new Set([delivery?.id]));
       const events = (await call(key, 'GET', '/v1/operational-events')).json<{ data: { type: string; resourceId: string }[] }>().data;
-      expect(events).toEqual([expect.objectContaining({ type: 'bulkhead.delivery.exhausted', resourceId: delivery?.id })]);
+      expect(events).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'bulkhead.delivery.exhausted', resourceId: delivery?.id }), expect.objectContaining({ type: 'bulkhead.delivery.failing' })]));
+      expect(events.filter((e) => e.type === 'bulkhead.delivery.failing')).toHaveLength(1);
       const { rows } = await t.database.db.owner.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery?.id]);
       expect(rows[0]?.n).toBe(4);
       const detail = (await call(key, 'GET', `/v1/deliveries/${delivery?.id ?? ''}`)).json<{ attempts: { attempt: number; status: number; responseBody: string }[] }>();
@@ -104,6 +105,29 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect(types).toEqual(expect.arrayContaining(['bulkhead.destination.disabled', 'bulkhead.delivery.exhausted']));
       // A disabled destination gets no new deliveries.
       expect((await call(key, 'POST', '/v1/events', { type: 'x', payload: {} })).json()).toMatchObject({ deliveries: 0 });
+    });
+
+    it('reports a failing destination, disables it after the window, and reports recovery', async () => {
+      const failing = await route('fail');
+      const eventId = await emit(failing.key);
+      await t.app.engine.runOnce();
+      t.clock.advance(5 * 86_400_000 + 1000); // past BULKHEAD_DESTINATION_DISABLE_AFTER_MS (5 days)
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(failing.key, eventId))[0]).toMatchObject({ attemptCount: 2 });
+      expect((await call(failing.key, 'GET', `/v1/destinations/${failing.destination.id}`)).json()).toMatchObject({ enabled: false, disabledReason: 'failing continuously' });
+      const types = (await call(failing.key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
+      expect(types).toEqual(expect.arrayContaining(['bulkhead.delivery.failing', 'bulkhead.destination.disabled']));
+
+      const flaky = await route('fail');
+      const second = await emit(flaky.key);
+      await t.app.engine.runOnce();
+      // The receiver is fixed: point the destination at a working path.
+      await t.request({ method: 'PATCH', url: `/v1/destinations/${flaky.destination.id}`, token: flaky.key, json: { url: `${receiver.url}/${flaky.workspaceId}/ok` } });
+      t.clock.advance(1500);
+      await t.app.engine.runOnce();
+      expect((await deliveriesOf(flaky.key, second))[0]).toMatchObject({ status: 'delivered', attemptCount: 2 });
+      const after = (await call(flaky.key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
+      expect(after).toEqual(expect.arrayContaining(['bulkhead.delivery.failing', 'bulkhead.destination.recovered']));
     });
 
     it('honours a longer Retry-After', async () => {

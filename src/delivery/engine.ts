@@ -32,6 +32,8 @@ export interface EngineOptions {
   readonly pollMs: number;
   readonly timeoutMs: number;
   readonly schedule: readonly number[];
+  /** A destination failing without a success for this long is disabled. */
+  readonly disableAfterMs: number;
   /** Bytes of each response kept (sealed) with the attempt. */
   readonly keepResponseBytes: number;
 }
@@ -131,10 +133,24 @@ export function createDeliveryEngine(deps: {
       [delivery.id, status, attempt, new Date(now.getTime() + (delay ?? 0)), outcome.status ?? null, outcome.error ?? null, now],
     );
     if (success) {
-      await tx.query('UPDATE destinations SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL', [delivery.destination_id]);
+      const recovered = await tx.query('UPDATE destinations SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL', [delivery.destination_id]);
+      if (recovered.rowCount > 0) {
+        await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.recovered', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id } });
+      }
       return;
     }
-    await tx.query('UPDATE destinations SET failing_since = COALESCE(failing_since, $2) WHERE id = $1', [delivery.destination_id, now]);
+    const started = await tx.query('UPDATE destinations SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL', [delivery.destination_id, now]);
+    if (started.rowCount > 0) {
+      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.delivery.failing', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, deliveryId: delivery.id, status: outcome.status ?? null, error: outcome.error ?? null } });
+    }
+    // Failing without a single success for longer than the window: stop sending until the platform re-enables it.
+    const stale = await tx.query(
+      "UPDATE destinations SET enabled = false, disabled_reason = 'failing continuously', updated_at = $2 WHERE id = $1 AND enabled AND failing_since <= $3",
+      [delivery.destination_id, now, new Date(now.getTime() - options.disableAfterMs)],
+    );
+    if (stale.rowCount > 0) {
+      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'failing' } });
+    }
     if (gone) {
       const disabled = await tx.query("UPDATE destinations SET enabled = false, disabled_reason = 'the receiver answered 410 Gone', updated_at = $2 WHERE id = $1 AND enabled", [delivery.destination_id, now]);
       if (disabled.rowCount > 0) {

@@ -11,6 +11,8 @@ export type OperationalEventType =
   | 'bulkhead.connection.needs_reauth'
   | 'bulkhead.connection.refresh_failing'
   | 'bulkhead.delivery.exhausted'
+  | 'bulkhead.delivery.failing'
+  | 'bulkhead.destination.recovered'
   | 'bulkhead.destination.disabled';
 
 export async function emitOperationalEvent(
