@@ -220,7 +220,8 @@ export function createDeliveryEngine(deps: {
         timer = setTimeout(loop, claimed.length > 0 ? 0 : options.pollMs);
       })
       .catch((error: unknown) => {
-        deps.logger.warn({ err: error }, 'claiming deliveries failed');
+        // While the database is still opening (embedded start-up) there is simply nothing to claim yet.
+        if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.logger.warn({ err: error }, 'claiming deliveries failed');
         timer = setTimeout(loop, options.pollMs);
       });
   }

@@ -5,6 +5,7 @@
  * each workspace's own transaction, so RLS applies to it as to any request.
  */
 import type { ConnectionService } from '../connections/connections.js';
+import { BulkheadError } from '../errors.js';
 import type { WithPlatform } from '../db/tenant-tx.js';
 import type { Runtime } from '../ids.js';
 import type { Logger } from '../logging.js';
@@ -56,7 +57,9 @@ export function startJobs(jobs: readonly Job[], logger: Logger): { stop(): Promi
       const done = job
         .run()
         .then((result) => { logger.debug({ job: job.name, ...result }, 'background job ran'); })
-        .catch((error: unknown) => { logger.warn({ err: error, job: job.name }, 'background job failed'); })
+        .catch((error: unknown) => {
+          if (!(error instanceof BulkheadError && error.code === 'not_ready')) logger.warn({ err: error, job: job.name }, 'background job failed');
+        })
         .finally(() => running.delete(job.name));
       running.set(job.name, done);
     };
