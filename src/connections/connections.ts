@@ -9,8 +9,8 @@
 import { randomBytes } from 'node:crypto';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
-import { advisoryLockKey } from '../db/locks.js';
-import { UNIQUE_VIOLATION, sqlState } from '../db/errors.js';
+import { enforceCountLimit } from '../limits/count-limit.js';
+import { onUniqueViolation } from '../db/errors.js';
 import type { WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { emitOperationalEvent } from '../events/operational.js';
@@ -75,19 +75,9 @@ export function createConnectionService(deps: {
     return row;
   }
 
-  async function checkLimit(tx: WorkspaceTx, max: number): Promise<void> {
-    // Serialise creations in this workspace so two concurrent ones cannot both pass the count.
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey('connections', tx.workspaceId)]);
-    const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM connections');
-    if ((rows[0]?.n ?? 0) >= max) {
-      throw new BulkheadError('connection_limit_exceeded', `this workspace may have at most ${max} connections`, { details: { limit: max } });
-    }
-  }
+  const checkLimit = (tx: WorkspaceTx, max: number) => enforceCountLimit(tx, 'connections', max, 'connection_limit_exceeded');
 
-  const nameTaken = (name: string) => (error: unknown): never => {
-    if (sqlState(error) === UNIQUE_VIOLATION) throw new BulkheadError('name_taken', `a connection named "${name}" already exists`);
-    throw error;
-  };
+  const nameTaken = (name: string) => onUniqueViolation('name_taken', `a connection named "${name}" already exists`);
 
   async function oauthClient(provider: Provider) {
     if (!provider.oauthApp) throw new BulkheadError('provider_not_configured', `provider ${provider.key} has no OAuth app configured`);

@@ -10,6 +10,14 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/** `.catch(onUniqueViolation(code, message))`: a unique-key clash becomes that error; anything else passes through. */
+export function onUniqueViolation(code: 'slug_taken' | 'name_taken', message: string) {
+  return (error: unknown): never => {
+    if (sqlState(error) === UNIQUE_VIOLATION) throw new BulkheadError(code, message);
+    throw error;
+  };
+}
+
 export function translateDbError(error: unknown): unknown {
   if (sqlState(error) === NO_WORKSPACE_CONTEXT) {
     return new BulkheadError('workspace_context_missing', 'query ran without a workspace context', { cause: error });

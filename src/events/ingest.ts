@@ -21,6 +21,9 @@ import type { Vault } from '../vault/vault.js';
 
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600_000;
 
+/** The usage period (calendar month, UTC) a moment falls in, as `YYYY-MM-01`. */
+const monthOf = (now: Date) => new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
+
 export interface EventInput {
   readonly type: string;
   readonly resource?: string | undefined;
@@ -85,8 +88,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
   }
 
   async function quota(tx: WorkspaceTx, adding: number, limits: EventLimits): Promise<void> {
-    const now = runtime.now();
-    const period = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
+    const period = monthOf(runtime.now());
     const { rows } = await tx.query<{ n: number | null }>("SELECT sum(count)::bigint AS n FROM usage_counters WHERE metric = 'events' AND period = $1", [period]);
     if ((rows[0]?.n ?? 0) + adding > limits.eventsPerMonth) {
       throw new BulkheadError('quota_exceeded', `this workspace's monthly event quota (${String(limits.eventsPerMonth)}) is used up`, { details: { limit: limits.eventsPerMonth } });
@@ -96,8 +98,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
   /** Counted in the same transaction as the events (a rolled-back batch counts nothing); replays do not count. */
   async function count(tx: WorkspaceTx, added: number): Promise<void> {
     if (added === 0) return;
-    const now = runtime.now();
-    const period = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString().slice(0, 10);
+    const period = monthOf(runtime.now());
     await tx.query(
       `INSERT INTO usage_counters (workspace_id, metric, period, shard, count) VALUES ($1, 'events', $2, $3, $4)
        ON CONFLICT (workspace_id, metric, period, shard) DO UPDATE SET count = usage_counters.count + EXCLUDED.count`,

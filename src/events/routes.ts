@@ -5,13 +5,12 @@ import type { Config } from '../config.js';
 import type { WithWorkspace } from '../db/tenant-tx.js';
 import { deliveryReader } from '../delivery/deliveries.js';
 import { principalOf } from '../http/auth.js';
-import { errorResponses, Id, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import type { EventInput, EventLimits, EventService } from './ingest.js';
 import type { Vault } from '../vault/vault.js';
 
 const Status = Type.Union([Type.Literal('pending'), Type.Literal('delivering'), Type.Literal('retrying'), Type.Literal('delivered'), Type.Literal('failed'), Type.Literal('cancelled')]);
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const IdempotencyKey = Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$' });
 const EventBody = Type.Object(
   {

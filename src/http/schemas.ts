@@ -30,6 +30,7 @@ export const Page = <T extends TSchema>(item: T) =>
   Type.Object({ data: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
 
 export const Timestamp = Type.String({ format: 'date-time' });
+export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 export const NullableTimestamp = Type.Union([Timestamp, Type.Null()]);
 
 /** Standard error responses, so the OpenAPI document tells clients what to expect. */

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
-import { advisoryLockKey } from '../db/locks.js';
+import { enforceCountLimit } from '../limits/count-limit.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';
@@ -121,9 +121,7 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
     validate,
 
     async create(tx: WorkspaceTx, ctx: ActionContext, input: DestinationInput & { url: string }, limits: { max: number }): Promise<DestinationView & { secret: string }> {
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey('destinations', tx.workspaceId)]);
-      const count = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM destinations')).rows[0]?.n ?? 0;
-      if (count >= limits.max) throw new BulkheadError('limit_exceeded', `this workspace may have at most ${String(limits.max)} destinations`, { details: { limit: limits.max } });
+      await enforceCountLimit(tx, 'destinations', limits.max);
       const id = newId('destination', runtime);
       const now = runtime.now();
       const { rows } = await tx.query<Row>(

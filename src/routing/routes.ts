@@ -2,12 +2,11 @@
 import { Type } from 'typebox';
 import type { WithWorkspace } from '../db/tenant-tx.js';
 import { keyContext, principalOf } from '../http/auth.js';
-import { errorResponses, Id, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { DEFAULT_SECRET_OVERLAP_SECONDS, type DestinationService } from './destinations.js';
 import type { RuleService } from './rules.js';
 
-const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 const Pattern = Type.String({ minLength: 1, maxLength: 200 });
 const Headers = Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 1024 }), { maxProperties: 20 });
 

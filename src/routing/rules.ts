@@ -5,8 +5,8 @@
  */
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
-import { advisoryLockKey } from '../db/locks.js';
-import { UNIQUE_VIOLATION, sqlState } from '../db/errors.js';
+import { enforceCountLimit } from '../limits/count-limit.js';
+import { onUniqueViolation } from '../db/errors.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';
@@ -83,10 +83,7 @@ export function createRuleService(deps: { runtime: Runtime }) {
     }
   }
 
-  const nameTaken = (name: string) => (error: unknown): never => {
-    if (sqlState(error) === UNIQUE_VIOLATION) throw new BulkheadError('name_taken', `a rule named "${name}" already exists`);
-    throw error;
-  };
+  const nameTaken = (name: string) => onUniqueViolation('name_taken', `a rule named "${name}" already exists`);
 
   async function find(tx: WorkspaceTx, id: string, lock = false): Promise<RuleRow> {
     const row = isId('rule', id) ? (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id])).rows[0] : undefined;
@@ -97,9 +94,7 @@ export function createRuleService(deps: { runtime: Runtime }) {
   return {
     async create(tx: WorkspaceTx, ctx: ActionContext, input: RuleInput & { name: string; eventTypes: string[]; destinationIds: string[] }, limits: { max: number }): Promise<RuleView> {
       await check(tx, input);
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey('rules', tx.workspaceId)]);
-      const count = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM rules')).rows[0]?.n ?? 0;
-      if (count >= limits.max) throw new BulkheadError('limit_exceeded', `this workspace may have at most ${String(limits.max)} rules`, { details: { limit: limits.max } });
+      await enforceCountLimit(tx, 'rules', limits.max);
       const id = newId('rule', runtime);
       const { rows } = await tx
         .query<RuleRow>(

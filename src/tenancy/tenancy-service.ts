@@ -5,7 +5,7 @@
  */
 import type { ActionContext } from '../audit/context.js';
 import { platformAudit, workspaceAudit } from '../audit/store.js';
-import { UNIQUE_VIOLATION, sqlState } from '../db/errors.js';
+import { onUniqueViolation } from '../db/errors.js';
 import { onlyRow } from '../db/rows.js';
 import type { PlatformTx, WithPlatform } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
@@ -113,10 +113,6 @@ export function createTenancyService(deps: {
 }): TenancyService {
   const { withPlatform, runtime } = deps;
 
-  const uniqueAs = (code: 'slug_taken' | 'name_taken', message: string) => (error: unknown): never => {
-    if (sqlState(error) === UNIQUE_VIOLATION) throw new BulkheadError(code, message);
-    throw error;
-  };
 
   async function findTenant(tx: PlatformTx, id: string, lock = false): Promise<TenantRow> {
     const row = isId('tenant', id)
@@ -160,7 +156,7 @@ export function createTenancyService(deps: {
              VALUES ($1, $2, $3, $4, 'shared', $5::jsonb, $6, $6) RETURNING ${TENANT_COLUMNS}`,
             [newId('tenant', runtime), input.name, input.slug, input.region ?? 'default', JSON.stringify(input.limits ?? {}), now],
           )
-          .catch(uniqueAs('slug_taken', `a tenant with slug "${input.slug}" already exists`));
+          .catch(onUniqueViolation('slug_taken', `a tenant with slug "${input.slug}" already exists`));
         const tenant = onlyRow(result);
         await platformAudit.append(tx, runtime, { ...ctx, action: 'tenant.create', target: { type: 'tenant', id: tenant.id }, outcome: 'success', details: { slug: tenant.slug } });
         return tenantView(tenant);
@@ -209,7 +205,7 @@ export function createTenancyService(deps: {
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING ${WORKSPACE_COLUMNS}`,
             [newId('workspace', runtime), tenantId, input.name, input.environment, now],
           )
-          .catch(uniqueAs('name_taken', `the tenant already has a workspace named "${input.name}"`));
+          .catch(onUniqueViolation('name_taken', `the tenant already has a workspace named "${input.name}"`));
         const workspace = onlyRow(result);
         for (const step of deps.setupSteps ?? []) await step(tx, workspace.id);
         await platformAudit.append(tx, runtime, { ...ctx, action: 'workspace.create', target: { type: 'workspace', id: workspace.id }, outcome: 'success', details: { tenantId, environment: workspace.environment } });
@@ -234,7 +230,7 @@ export function createTenancyService(deps: {
         const current = await findWorkspace(tx, id, true);
         const result = await tx
           .query<WorkspaceRow>(`UPDATE workspaces SET name = $2, updated_at = $3 WHERE id = $1 RETURNING ${WORKSPACE_COLUMNS}`, [id, patch.name ?? current.name, runtime.now()])
-          .catch(uniqueAs('name_taken', `the tenant already has a workspace named "${patch.name ?? ''}"`));
+          .catch(onUniqueViolation('name_taken', `the tenant already has a workspace named "${patch.name ?? ''}"`));
         await platformAudit.append(tx, runtime, { ...ctx, action: 'workspace.update', target: { type: 'workspace', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
         return workspaceView(onlyRow(result));
       }),
