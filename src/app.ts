@@ -48,6 +48,7 @@ import { createRuleService } from './routing/rules.js';
 import { registerRoutingRoutes } from './routing/routes.js';
 import { refreshJob, resealJob, startJobs } from './jobs/background.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
+import { createInbound, MAX_SOURCES_PER_WORKSPACE, registerInboundRoutes } from './inbound/index.js';
 
 export interface CoreOptions {
   readonly config: Config;
@@ -84,6 +85,7 @@ export function createCore(options: CoreOptions) {
     });
   const sessions = createConnectSessions({ withWorkspace, withPlatform, runtime, publicUrl });
   const oauthFlow = createOAuthFlow({ withWorkspace, vault, sessions, providers, connections, tokens, runtime, stateSecret: secrets.apiKeyPepper, publicUrl, maxConnections });
+  const events = createEventService({ vault, runtime });
   const relayLog = createRelayLog({ withWorkspace, runtime, flushMs: 1_000, onError: (error) => { logger.warn({ err: error }, 'could not write the relay log'); } });
   return {
     placement,
@@ -91,7 +93,8 @@ export function createCore(options: CoreOptions) {
     withPlatform,
     vault,
     resealer: createResealer({ withWorkspace, withPlatform, vault }),
-    events: createEventService({ vault, runtime }),
+    events,
+    inbound: createInbound({ withPlatform, withWorkspace, vault, events, runtime, publicUrl, defaults: { eventPayloadBytes: config.eventPayloadBytes, eventsPerMonth: config.eventsPerMonth } }),
     destinations: createDestinationService({ vault, runtime, checkUrl: (url) => egress.checkUrl(url) }),
     rules: createRuleService({ runtime }),
     egress,
@@ -155,7 +158,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
-  createMetrics({ egress: core.egress.metrics }).register(http);
+  createMetrics({ egress: core.egress.metrics, inbound: core.inbound.metrics }).register(http);
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
@@ -167,6 +170,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
     registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now() });
+    registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();
   const engine = createDeliveryEngine({
@@ -180,12 +184,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
     options: {
       concurrency: config.workerConcurrency,
       perDestination: config.workerPerDestination,
-      leaseMs: Math.max(60_000, config.deliveryTimeoutMs * 2),
+      leaseMs: config.deliveryLeaseMs,
       pollMs: config.workerPollMs,
       timeoutMs: config.deliveryTimeoutMs,
       schedule: config.retrySchedule,
       disableAfterMs: config.destinationDisableAfterMs,
       keepResponseBytes: 4096,
+      defaultMaxInFlight: config.destinationMaxInFlight,
+      circuitFailures: config.circuitFailures,
+      circuitCooldownMs: config.circuitCooldownMs,
     },
   });
   if (options.role !== 'api' && options.startJobs !== false) engine.start();

@@ -48,6 +48,10 @@ export interface Config {
   readonly deliveryTimeoutMs: number;
   readonly retrySchedule: readonly number[];
   readonly destinationDisableAfterMs: number;
+  readonly deliveryLeaseMs: number;
+  readonly destinationMaxInFlight: number;
+  readonly circuitFailures: number;
+  readonly circuitCooldownMs: number;
   readonly eventPayloadBytes: number;
   readonly eventsPerMonth: number;
   readonly destinationsPerWorkspace: number;
@@ -186,6 +190,10 @@ export const settings = {
   workerPerDestination: { name: 'BULKHEAD_WORKER_PER_DESTINATION', description: 'Most deliveries to one destination a worker takes per claim (keeps one busy destination from crowding out the rest)', default: '4', parse: integer(1, 1000) },
   workerPollMs: { name: 'BULKHEAD_WORKER_POLL_MS', description: 'How often an idle worker looks for due deliveries', default: '200', parse: integer(10, 60_000) },
   deliveryTimeoutMs: { name: 'BULKHEAD_DELIVERY_TIMEOUT_MS', description: 'Total time allowed for one delivery attempt (connect, send, answer)', default: '15000', parse: integer(100, 120_000) },
+  deliveryLeaseMs: { name: 'BULKHEAD_DELIVERY_LEASE_MS', description: 'How long a claimed delivery stays with its worker; a crashed worker\'s deliveries are claimed again after this (must exceed BULKHEAD_DELIVERY_TIMEOUT_MS)', default: '60000', parse: integer(1_000, 3_600_000) },
+  destinationMaxInFlight: { name: 'BULKHEAD_DESTINATION_MAX_IN_FLIGHT', description: 'Most deliveries to one destination in flight at once across all workers (a destination may set its own `maxInFlight`)', default: '16', parse: integer(1, 1000) },
+  circuitFailures: { name: 'BULKHEAD_CIRCUIT_FAILURES', description: 'Consecutive failed attempts to a destination that open its circuit (nothing is sent until the cool-down ends, then one probe at a time)', default: '10', parse: integer(1, 10_000) },
+  circuitCooldownMs: { name: 'BULKHEAD_CIRCUIT_COOLDOWN_MS', description: 'First cool-down of an open circuit; it doubles with each failed probe, up to 32 times this', default: '30000', parse: integer(100, 3_600_000) },
   destinationDisableAfterMs: { name: 'BULKHEAD_DESTINATION_DISABLE_AFTER_MS', description: 'A destination failing without a single success for this long is disabled (default 5 days)', default: String(5 * 86_400_000), parse: integer(60_000, 365 * 86_400_000) },
   retrySchedule: { name: 'BULKHEAD_RETRY_SCHEDULE', description: 'Delays in seconds before each retry after the first attempt (`1,1,1` means 4 attempts in all)', default: DEFAULT_RETRY_SCHEDULE_SECONDS.join(','), parse: parseRetrySchedule },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
@@ -217,6 +225,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   if (v.databaseAppUrl !== undefined && v.databaseUrl === undefined) {
     problems.push('DATABASE_APP_URL needs DATABASE_URL (the schema owner) as well');
+  }
+  if (v.deliveryLeaseMs !== undefined && v.deliveryTimeoutMs !== undefined && v.deliveryLeaseMs <= v.deliveryTimeoutMs) {
+    problems.push(`BULKHEAD_DELIVERY_LEASE_MS must exceed BULKHEAD_DELIVERY_TIMEOUT_MS (${String(v.deliveryTimeoutMs)}), or a slow attempt would be claimed twice`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -257,6 +268,10 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     deliveryTimeoutMs: withDefault('deliveryTimeoutMs'),
     retrySchedule: withDefault('retrySchedule'),
     destinationDisableAfterMs: withDefault('destinationDisableAfterMs'),
+    deliveryLeaseMs: withDefault('deliveryLeaseMs'),
+    destinationMaxInFlight: withDefault('destinationMaxInFlight'),
+    circuitFailures: withDefault('circuitFailures'),
+    circuitCooldownMs: withDefault('circuitCooldownMs'),
     eventPayloadBytes: withDefault('eventPayloadBytes'),
     eventsPerMonth: withDefault('eventsPerMonth'),
     destinationsPerWorkspace: withDefault('destinationsPerWorkspace'),

@@ -60,6 +60,11 @@ export const errorStatus = {
   oauth_refresh_failed: 502,
   relay_target_not_allowed: 400,
   upstream_unavailable: 502,
+  // inbound webhooks (public /hooks/{id}): the request is refused and nothing is stored
+  signature_missing: 401,
+  signature_invalid: 401,
+  signature_expired: 401,
+  signature_replayed: 409,
   // database isolation (should never reach a client in normal operation)
   workspace_context_missing: 500,
   // server state

@@ -20,6 +20,8 @@ export const idPrefixes = {
   rule: 'rul',
   delivery: 'dlv',
   deliveryAttempt: 'att',
+  inboundSource: 'inb',
+  inboundSecret: 'ins',
 } as const;
 
 export type IdKind = keyof typeof idPrefixes;

@@ -108,7 +108,7 @@ export function createConnectionService(deps: {
       `UPDATE connections SET status = 'needs_reauth', status_reason = $2, next_refresh_at = NULL, refresh_lease_owner = NULL, refresh_lease_until = NULL, updated_at = $3 WHERE id = $1`,
       [row.id, reason, runtime.now()],
     );
-    await emitOperationalEvent(tx, runtime, { type: 'bulkhead.connection.needs_reauth', resource: 'connection', resourceId: row.id, payload: { connectionId: row.id, provider: row.provider_key, name: row.name, reason } });
+    await emitOperationalEvent(tx, deps, { type: 'bulkhead.connection.needs_reauth', resource: 'connection', resourceId: row.id, payload: { connectionId: row.id, provider: row.provider_key, name: row.name, reason } });
     await workspaceAudit.append(tx, runtime, { actor: { type: 'system', id: 'oauth-refresher' }, action: 'connection.needs_reauth', target: { type: 'connection', id: row.id }, outcome: 'success', details: { reason } });
   }
 
@@ -172,7 +172,7 @@ export function createConnectionService(deps: {
             'UPDATE connections SET refresh_failures = $2, next_refresh_at = $3, refresh_lease_owner = NULL, refresh_lease_until = NULL, updated_at = $4 WHERE id = $1',
             [id, failures, new Date(now.getTime() + delay), now],
           );
-          if (failures === 3) await emitOperationalEvent(tx, runtime, { type: 'bulkhead.connection.refresh_failing', resource: 'connection', resourceId: id, payload: { connectionId: id, provider: row.provider_key, failures } });
+          if (failures === 3) await emitOperationalEvent(tx, deps, { type: 'bulkhead.connection.refresh_failing', resource: 'connection', resourceId: id, payload: { connectionId: id, provider: row.provider_key, failures } });
         }
       });
       forget(workspaceId, id);

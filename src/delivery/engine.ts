@@ -1,27 +1,28 @@
 /**
  * The delivery engine: a durable queue in the database, worked by any number of processes.
  *
- * Claim (the named cross-workspace exception, as the owner): for every enabled destination, up to
- * `perDestination` due deliveries, oldest first, `FOR UPDATE SKIP LOCKED` so workers never take
- * the same row; a claimed row becomes `delivering` with a lease. Because each destination
- * contributes a few rows per claim, a workspace with a 100,000-delivery backlog gets no more
- * turns than one with a single event: scheduling is round-robin across destinations, not FIFO
- * over everything. A crashed worker's rows are claimed again when their lease expires. Ordered
- * deliveries wait while an earlier delivery with the same key to the same destination is open.
+ * Claim (delivery/claim.ts, the named cross-workspace exception): destinations are served least
+ * recently first, each within its in-flight cap, rate limit and circuit breaker; a claimed row
+ * becomes `delivering` with a lease, and a crashed worker's rows are claimed again when their
+ * lease expires.
  *
  * Attempt (inside the delivery's own workspace transaction for every read and write): the event
  * payload and signing secrets are opened there, the request goes out through the egress client
  * (the URL is judged again at send), and the outcome is recorded with the attempt.
  */
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
 import type { EgressClient } from '../egress/client.js';
 import { BulkheadError } from '../errors.js';
-import { emitOperationalEvent } from '../events/operational.js';
+import { emitOperationalEvent, type OperationalEvent } from '../events/operational.js';
 import { newId, type Runtime } from '../ids.js';
 import type { Logger } from '../logging.js';
 import type { DestinationService } from '../routing/destinations.js';
+import { isReservedType } from '../routing/patterns.js';
 import type { Vault } from '../vault/vault.js';
+import { type Claimed, claimDue } from './claim.js';
+import { cooldownMs } from './flow.js';
 import { nextAttemptDelayMs, retryAfterMs } from './schedule.js';
 import { signedHeaders } from './signing.js';
 
@@ -36,11 +37,11 @@ export interface EngineOptions {
   readonly disableAfterMs: number;
   /** Bytes of each response kept (sealed) with the attempt. */
   readonly keepResponseBytes: number;
-}
-
-interface Claimed {
-  workspace_id: string;
-  id: string;
+  /** In-flight cap for destinations without their own `maxInFlight`. */
+  readonly defaultMaxInFlight: number;
+  /** Consecutive failures that open a destination's circuit, and its first cool-down. */
+  readonly circuitFailures: number;
+  readonly circuitCooldownMs: number;
 }
 
 interface DeliveryRow {
@@ -50,6 +51,40 @@ interface DeliveryRow {
   status: string;
   attempt_count: number;
   lease_owner: string | null;
+}
+
+interface Outcome {
+  readonly status?: number;
+  readonly error?: string;
+  readonly body?: Buffer;
+  readonly retryAfter?: string | string[] | undefined;
+  readonly startedAt: Date;
+  readonly durationMs: number;
+}
+
+/**
+ * Reads at most `limit` bytes of a receiver's answer, then lets the rest go (the connection is
+ * closed rather than drained): a 2xx with a 5 MB body is a success, kept truncated; a body still
+ * trickling in at the deadline is kept as far as it got.
+ */
+async function readStart(body: Readable, limit: number, deadline: AbortSignal): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of body) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= limit || deadline.aborted) break;
+    }
+  } catch {
+    // A body cut off (reset, deadline, over the egress cap) after the status arrived: keep what came.
+  } finally {
+    if (!body.destroyed) {
+      body.on('error', () => undefined);
+      body.destroy();
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, limit);
 }
 
 export function createDeliveryEngine(deps: {
@@ -66,37 +101,18 @@ export function createDeliveryEngine(deps: {
   const owner = `wrk_${randomBytes(8).toString('hex')}`;
   const inflight = new Map<string, Promise<void>>();
 
-  async function claim(limit: number): Promise<Claimed[]> {
-    if (limit <= 0) return [];
-    const now = runtime.now();
-    return withPlatform(async (tx) => {
-      const { rows } = await tx.query<Claimed>(
-        `SELECT d.workspace_id, d.id FROM destinations dst
-           CROSS JOIN LATERAL (
-             SELECT q.workspace_id, q.id, q.next_attempt_at FROM deliveries q
-              WHERE q.workspace_id = dst.workspace_id AND q.destination_id = dst.id
-                AND ((q.status IN ('pending', 'retrying') AND q.next_attempt_at <= $1) OR (q.status = 'delivering' AND q.lease_until < $1))
-                AND (q.ordering_key IS NULL OR NOT EXISTS (
-                  SELECT 1 FROM deliveries e WHERE e.workspace_id = q.workspace_id AND e.destination_id = q.destination_id AND e.ordering_key = q.ordering_key
-                     AND e.status IN ('pending', 'retrying', 'delivering') AND (e.created_at, e.id) < (q.created_at, q.id)))
-              ORDER BY q.next_attempt_at, q.id
-              LIMIT $2
-              FOR UPDATE OF q SKIP LOCKED
-           ) d
-          WHERE dst.enabled
-          ORDER BY d.next_attempt_at
-          LIMIT $3`,
-        [now, options.perDestination, limit],
-      );
-      if (rows.length === 0) return [];
-      await tx.query(
-        `UPDATE deliveries SET status = 'delivering', lease_owner = $2, lease_until = $3, updated_at = $4
-          WHERE (workspace_id, id) IN (SELECT * FROM unnest($1::text[], $5::text[]))`,
-        [rows.map((r) => r.workspace_id), owner, new Date(now.getTime() + options.leaseMs), now, rows.map((r) => r.id)],
-      );
-      return rows;
-    });
-  }
+  const inflightByDestination = new Map<string, number>();
+  const claimOptions = {
+    owner,
+    perDestination: options.perDestination,
+    leaseMs: options.leaseMs,
+    defaultMaxInFlight: options.defaultMaxInFlight,
+    circuitFailures: options.circuitFailures,
+    // One destination never takes more than half of this worker, whatever its own cap says.
+    localMaxPerDestination: Math.max(1, Math.ceil(options.concurrency / 2)),
+    localInFlight: (destinationId: string) => inflightByDestination.get(destinationId) ?? 0,
+  };
+  const claim = (limit: number) => claimDue(withPlatform, runtime.now(), limit, claimOptions);
 
   /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
   async function prepare(claimed: Claimed) {
@@ -109,12 +125,14 @@ export function createDeliveryEngine(deps: {
       const payload = await vault.workspace(tx).openText({ table: 'events', rowId: event.id, column: 'payload' }, event.payload);
       const secrets = (await deps.destinations.signingSecrets(tx, delivery.destination_id)).map((s) => s.secret);
       const body = `{"type":${JSON.stringify(event.type)},"timestamp":${JSON.stringify(event.created_at.toISOString())},"data":${payload}}`;
-      return { delivery, destination, body, secrets };
+      return { delivery, destination, body, secrets, eventType: event.type };
     });
   }
 
-  async function record(tx: WorkspaceTx, delivery: DeliveryRow, outcome: { status?: number; error?: string; body?: Buffer; retryAfter?: string | string[] | undefined; startedAt: Date; durationMs: number }): Promise<void> {
+  async function record(tx: WorkspaceTx, delivery: DeliveryRow, eventType: string, outcome: Outcome): Promise<void> {
     const now = runtime.now();
+    // Failures while delivering an operational event are recorded, not routed again: no loops.
+    const report = (event: OperationalEvent) => emitOperationalEvent(tx, { vault, runtime }, event, { route: !isReservedType(eventType) });
     // `attempt_count` counts this round (a manual retry starts a new one); attempts on record are numbered across rounds.
     const attempt = delivery.attempt_count + 1;
     const recorded = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery.id])).rows[0]?.n ?? 0;
@@ -133,15 +151,27 @@ export function createDeliveryEngine(deps: {
       [delivery.id, status, attempt, new Date(now.getTime() + (delay ?? 0)), outcome.status ?? null, outcome.error ?? null, now],
     );
     if (success) {
-      const recovered = await tx.query('UPDATE destinations SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL', [delivery.destination_id]);
-      if (recovered.rowCount > 0) {
-        await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.recovered', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id } });
+      // One statement: the old row (the self-join) says whether this success ends a failing period.
+      const { rows: recovered } = await tx.query<{ was_failing: boolean }>(
+        `UPDATE destinations d SET failing_since = NULL, consecutive_failures = 0, circuit_open_until = NULL FROM destinations old
+          WHERE d.id = $1 AND old.workspace_id = d.workspace_id AND old.id = d.id AND (d.failing_since IS NOT NULL OR d.consecutive_failures > 0)
+          RETURNING old.failing_since IS NOT NULL AS was_failing`,
+        [delivery.destination_id],
+      );
+      if (recovered[0]?.was_failing) {
+        await report({ type: 'bulkhead.destination.recovered', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id } });
       }
       return;
     }
+    const { rows: counted } = await tx.query<{ consecutive_failures: number }>('UPDATE destinations SET consecutive_failures = consecutive_failures + 1 WHERE id = $1 RETURNING consecutive_failures', [delivery.destination_id]);
+    const failures = counted[0]?.consecutive_failures ?? 0;
+    if (failures >= options.circuitFailures) {
+      // Open (or re-open after a failed probe): nothing goes to this destination until the cool-down ends.
+      await tx.query('UPDATE destinations SET circuit_open_until = $2 WHERE id = $1', [delivery.destination_id, new Date(now.getTime() + cooldownMs(failures, options))]);
+    }
     const started = await tx.query('UPDATE destinations SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL', [delivery.destination_id, now]);
     if (started.rowCount > 0) {
-      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.delivery.failing', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, deliveryId: delivery.id, status: outcome.status ?? null, error: outcome.error ?? null } });
+      await report({ type: 'bulkhead.delivery.failing', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, deliveryId: delivery.id, status: outcome.status ?? null, error: outcome.error ?? null } });
     }
     // Failing without a single success for longer than the window: stop sending until the platform re-enables it.
     const stale = await tx.query(
@@ -149,16 +179,16 @@ export function createDeliveryEngine(deps: {
       [delivery.destination_id, now, new Date(now.getTime() - options.disableAfterMs)],
     );
     if (stale.rowCount > 0) {
-      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'failing' } });
+      await report({ type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'failing' } });
     }
     if (gone) {
       const disabled = await tx.query("UPDATE destinations SET enabled = false, disabled_reason = 'the receiver answered 410 Gone', updated_at = $2 WHERE id = $1 AND enabled", [delivery.destination_id, now]);
       if (disabled.rowCount > 0) {
-        await emitOperationalEvent(tx, runtime, { type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'gone' } });
+        await report({ type: 'bulkhead.destination.disabled', resource: 'destination', resourceId: delivery.destination_id, payload: { destinationId: delivery.destination_id, reason: 'gone' } });
       }
     }
     if (status === 'failed') {
-      await emitOperationalEvent(tx, runtime, { type: 'bulkhead.delivery.exhausted', resource: 'delivery', resourceId: delivery.id, payload: { deliveryId: delivery.id, eventId: delivery.event_id, destinationId: delivery.destination_id, attempts: attempt, lastStatus: outcome.status ?? null } });
+      await report({ type: 'bulkhead.delivery.exhausted', resource: 'delivery', resourceId: delivery.id, payload: { deliveryId: delivery.id, eventId: delivery.event_id, destinationId: delivery.destination_id, attempts: attempt, lastStatus: outcome.status ?? null } });
     }
   }
 
@@ -173,17 +203,13 @@ export function createDeliveryEngine(deps: {
       ...prepared.destination.headers,
       ...signedHeaders(prepared.secrets, prepared.delivery.id, Math.floor(startedAt.getTime() / 1000), prepared.body),
     };
-    let outcome: Parameters<typeof record>[2];
+    let outcome: Outcome;
+    const deadline = AbortSignal.timeout(options.timeoutMs);
     try {
-      const response = await deps.egress.request(prepared.destination.url, {
-        method: 'POST',
-        headers,
-        body: prepared.body,
-        maxResponseBytes: Math.max(options.keepResponseBytes, 64 * 1024),
-        signal: AbortSignal.timeout(options.timeoutMs),
-        redirect: 'manual',
-      });
-      outcome = { status: response.status, body: response.body, retryAfter: response.headers['retry-after'], startedAt, durationMs: Math.round(performance.now() - started) };
+      const response = await deps.egress.stream(prepared.destination.url, { method: 'POST', headers, body: prepared.body, signal: deadline, redirect: 'manual' });
+      // The status line is the answer; of the body only the start is kept, read within the same deadline.
+      const body = await readStart(response.body, options.keepResponseBytes, deadline);
+      outcome = { status: response.status, body, retryAfter: response.headers['retry-after'], startedAt, durationMs: Math.round(performance.now() - started) };
     } catch (error) {
       const code = error instanceof BulkheadError ? error.code : 'egress_failed';
       outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
@@ -192,14 +218,28 @@ export function createDeliveryEngine(deps: {
       const current = (await tx.query<DeliveryRow>('SELECT id, event_id, destination_id, status, attempt_count, lease_owner FROM deliveries WHERE id = $1 FOR UPDATE', [claimed.id])).rows[0];
       // Another worker took over after our lease ran out: its result wins.
       if (current?.status !== 'delivering' || current.lease_owner !== owner) return;
-      await record(tx, current, outcome);
+      await record(tx, current, prepared.eventType, outcome);
     });
+  }
+
+  function track(c: Claimed): Promise<void> {
+    inflightByDestination.set(c.destination_id, (inflightByDestination.get(c.destination_id) ?? 0) + 1);
+    const running = attempt(c)
+      .catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })
+      .finally(() => {
+        inflight.delete(c.id);
+        const left = (inflightByDestination.get(c.destination_id) ?? 1) - 1;
+        if (left > 0) inflightByDestination.set(c.destination_id, left);
+        else inflightByDestination.delete(c.destination_id);
+      });
+    inflight.set(c.id, running);
+    return running;
   }
 
   /** One claim-and-deliver round; resolves when its deliveries finished. For tests and `tick`. */
   async function runOnce(): Promise<number> {
     const claimed = await claim(options.concurrency - inflight.size);
-    await Promise.all(claimed.map((c) => attempt(c).catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })));
+    await Promise.all(claimed.map(track));
     return claimed.length;
   }
 
@@ -210,12 +250,7 @@ export function createDeliveryEngine(deps: {
     if (stopping) return;
     claim(options.concurrency - inflight.size)
       .then((claimed) => {
-        for (const c of claimed) {
-          const running = attempt(c)
-            .catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })
-            .finally(() => inflight.delete(c.id));
-          inflight.set(c.id, running);
-        }
+        for (const c of claimed) void track(c);
         // Work found: look again at once; none: wait for the poll interval.
         timer = setTimeout(loop, claimed.length > 0 ? 0 : options.pollMs);
       })

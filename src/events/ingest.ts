@@ -15,7 +15,7 @@ import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';
 import { decodeCursor, type Page, toPage } from '../pagination.js';
 import { matchesFilter } from '../routing/filter.js';
-import { isEventType, matchesAny } from '../routing/patterns.js';
+import { isEventType, isReservedType, matchesAny, RESERVED_NAMESPACE } from '../routing/patterns.js';
 import { RULE_COLUMNS, type RuleRow } from '../routing/rules.js';
 import type { Vault } from '../vault/vault.js';
 
@@ -65,6 +65,68 @@ interface EventRow {
 const payloadPlace = (id: string) => ({ table: 'events', rowId: id, column: 'payload' });
 const requestHash = (input: EventInput) => createHash('sha256').update(canonicalJson({ type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null })).digest('hex');
 
+/** What ingest routes by: the workspace's enabled rules and its destinations, read once per request. */
+export interface Routing {
+  readonly rules: readonly RuleRow[];
+  readonly destinations: ReadonlyMap<string, { enabled: boolean; eventTypes: string[] | null; ordered: boolean }>;
+}
+
+export async function loadRouting(tx: WorkspaceTx): Promise<Routing> {
+  const rules = (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE enabled`)).rows;
+  const { rows } = await tx.query<{ id: string; enabled: boolean; event_types: string[] | null; ordered: boolean }>('SELECT id, enabled, event_types, ordered FROM destinations');
+  return { rules, destinations: new Map(rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }])) };
+}
+
+/** One delivery per destination, however many rules lead there; ordered if any of them asks. */
+function targetsOf(routing: Routing, input: EventInput, exceptDestinationId: string | undefined): Map<string, { ruleId: string; ordered: boolean }> {
+  const targets = new Map<string, { ruleId: string; ordered: boolean }>();
+  for (const rule of routing.rules) {
+    if (!matchesAny(rule.event_types, input.type)) continue;
+    if (rule.resource !== null && rule.resource !== (input.resource ?? null)) continue;
+    if (rule.filter && !matchesFilter(rule.filter, input.payload)) continue;
+    for (const destinationId of rule.destination_ids) {
+      if (destinationId === exceptDestinationId) continue;
+      const destination = routing.destinations.get(destinationId);
+      if (!destination?.enabled) continue;
+      if (destination.eventTypes && !matchesAny(destination.eventTypes, input.type)) continue;
+      const ordered = rule.ordered || destination.ordered;
+      const existing = targets.get(destinationId);
+      targets.set(destinationId, { ruleId: existing?.ruleId ?? rule.id, ordered: ordered || (existing?.ordered ?? false) });
+    }
+  }
+  return targets;
+}
+
+/**
+ * Writes one event (payload sealed) and its deliveries. `exceptDestinationId` keeps an
+ * operational event about a destination from being delivered to that destination.
+ */
+export async function writeEvent(
+  tx: WorkspaceTx,
+  deps: { vault: Vault; runtime: Runtime },
+  input: EventInput,
+  json: string,
+  routing: Routing,
+  exceptDestinationId?: string,
+): Promise<{ id: string; createdAt: Date; deliveries: number }> {
+  const now = deps.runtime.now();
+  const id = newId('event', deps.runtime);
+  const sealed = await deps.vault.workspace(tx).seal(payloadPlace(id), json);
+  await tx.query(
+    'INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
+    [tx.workspaceId, id, input.type, input.resource ?? null, input.resourceId ?? null, sealed, Buffer.byteLength(json), input.idempotencyKey ?? null, now],
+  );
+  const targets = targetsOf(routing, input, exceptDestinationId);
+  for (const [destinationId, target] of targets) {
+    await tx.query(
+      `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $6, $6)`,
+      [tx.workspaceId, newId('delivery', deps.runtime), id, destinationId, target.ruleId, now, target.ordered ? (input.resourceId ?? null) : null],
+    );
+  }
+  return { id, createdAt: now, deliveries: targets.size };
+}
+
 export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
   const { vault, runtime } = deps;
 
@@ -81,6 +143,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
 
   function check(input: EventInput, limits: EventLimits): string {
     if (!isEventType(input.type)) throw new BulkheadError('invalid_event_type', 'type must be dot-separated segments of a-z, 0-9, _ and - (at most 200 characters)');
+    if (isReservedType(input.type)) throw new BulkheadError('invalid_event_type', `types in the ${RESERVED_NAMESPACE}. namespace are Bulkhead's own operational events`);
     const json = JSON.stringify(input.payload ?? null);
     const bytes = Buffer.byteLength(json);
     if (bytes > limits.maxPayloadBytes) throw new BulkheadError('payload_too_large', `the payload is ${String(bytes)} bytes; this workspace accepts at most ${String(limits.maxPayloadBytes)}`, { details: { limit: limits.maxPayloadBytes } });
@@ -106,7 +169,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     );
   }
 
-  async function one(tx: WorkspaceTx, input: EventInput, json: string, rules: RuleRow[], destinations: Map<string, { enabled: boolean; eventTypes: string[] | null; ordered: boolean }>): Promise<IngestResult> {
+  async function one(tx: WorkspaceTx, input: EventInput, json: string, routing: Routing): Promise<IngestResult> {
     const now = runtime.now();
     if (input.idempotencyKey !== undefined) {
       const hash = requestHash(input);
@@ -124,37 +187,9 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
         return { event: await eventView(tx, row), deliveries: rows[0]?.n ?? 0, replayed: true };
       }
     }
-    const id = newId('event', runtime);
-    const sealed = await vault.workspace(tx).seal(payloadPlace(id), json);
-    await tx.query(
-      'INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-      [tx.workspaceId, id, input.type, input.resource ?? null, input.resourceId ?? null, sealed, Buffer.byteLength(json), input.idempotencyKey ?? null, now],
-    );
-    if (input.idempotencyKey !== undefined) await tx.query('UPDATE event_idempotency SET event_id = $2 WHERE key = $1', [input.idempotencyKey, id]);
-
-    // One delivery per destination, however many rules lead there; ordered if any of them asks.
-    const targets = new Map<string, { ruleId: string; ordered: boolean }>();
-    for (const rule of rules) {
-      if (!matchesAny(rule.event_types, input.type)) continue;
-      if (rule.resource !== null && rule.resource !== (input.resource ?? null)) continue;
-      if (rule.filter && !matchesFilter(rule.filter, input.payload)) continue;
-      for (const destinationId of rule.destination_ids) {
-        const destination = destinations.get(destinationId);
-        if (!destination?.enabled) continue;
-        if (destination.eventTypes && !matchesAny(destination.eventTypes, input.type)) continue;
-        const ordered = rule.ordered || destination.ordered;
-        const existing = targets.get(destinationId);
-        targets.set(destinationId, { ruleId: existing?.ruleId ?? rule.id, ordered: ordered || (existing?.ordered ?? false) });
-      }
-    }
-    for (const [destinationId, target] of targets) {
-      await tx.query(
-        `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $6, $6)`,
-        [tx.workspaceId, newId('delivery', runtime), id, destinationId, target.ruleId, now, target.ordered ? (input.resourceId ?? null) : null],
-      );
-    }
-    return { event: { id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: now.toISOString() }, deliveries: targets.size, replayed: false };
+    const written = await writeEvent(tx, deps, input, json, routing);
+    if (input.idempotencyKey !== undefined) await tx.query('UPDATE event_idempotency SET event_id = $2 WHERE key = $1', [input.idempotencyKey, written.id]);
+    return { event: { id: written.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: written.createdAt.toISOString() }, deliveries: written.deliveries, replayed: false };
   }
 
   return {
@@ -162,11 +197,9 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     async ingest(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<IngestResult[]> {
       const jsons = inputs.map((input) => check(input, limits));
       await quota(tx, inputs.length, limits);
-      const rules = (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE enabled`)).rows;
-      const destinationRows = await tx.query<{ id: string; enabled: boolean; event_types: string[] | null; ordered: boolean }>('SELECT id, enabled, event_types, ordered FROM destinations');
-      const destinations = new Map(destinationRows.rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }]));
+      const routing = await loadRouting(tx);
       const results: IngestResult[] = [];
-      for (const [i, input] of inputs.entries()) results.push(await one(tx, input, jsons[i] as string, rules, destinations));
+      for (const [i, input] of inputs.entries()) results.push(await one(tx, input, jsons[i] as string, routing));
       await count(tx, results.filter((r) => !r.replayed).length);
       return results;
     },

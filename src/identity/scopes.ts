@@ -1,5 +1,5 @@
 /** Scopes an API key can hold. `r:write` implies `r:read`; `*` implies everything. */
-export const scopedResources = ['events', 'connections', 'destinations', 'rules', 'deliveries', 'integrations'] as const;
+export const scopedResources = ['events', 'connections', 'destinations', 'rules', 'deliveries', 'integrations', 'inbound'] as const;
 
 export const allScopes = [
   ...scopedResources.flatMap((r) => [`${r}:read`, `${r}:write`] as const),

@@ -6,9 +6,10 @@
  */
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { EgressMetrics } from '../egress/client.js';
+import type { InboundMetrics } from '../inbound/index.js';
 import type { HttpServer } from '../http/server.js';
 
-export function createMetrics(deps: { egress: EgressMetrics }) {
+export function createMetrics(deps: { egress: EgressMetrics; inbound?: InboundMetrics | undefined }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bulkhead_' });
   const requests = new Histogram({
@@ -35,6 +36,27 @@ export function createMetrics(deps: { egress: EgressMetrics }) {
       this.set(deps.egress.requests);
     },
   });
+  const { inbound } = deps;
+  if (inbound) {
+    new Gauge({
+      name: 'bulkhead_inbound_accepted_total',
+      help: 'Inbound webhook requests verified and turned into events (or answered as duplicates), by scheme',
+      labelNames: ['scheme'],
+      registers: [registry],
+      collect() {
+        for (const [scheme, count] of inbound.accepted) this.set({ scheme }, count);
+      },
+    });
+    new Gauge({
+      name: 'bulkhead_inbound_rejected_total',
+      help: 'Inbound webhook requests refused (nothing stored), by scheme (none: no such source) and reason',
+      labelNames: ['scheme', 'reason'],
+      registers: [registry],
+      collect() {
+        for (const { scheme, reason, count } of inbound.rejected.values()) this.set({ scheme, reason }, count);
+      },
+    });
+  }
   return {
     registry,
     register(app: HttpServer) {

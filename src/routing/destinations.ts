@@ -30,7 +30,11 @@ export interface DestinationView {
   readonly headers: Record<string, string>;
   readonly eventTypes: string[] | null;
   readonly rateLimitPerSecond: number | null;
+  /** Most deliveries in flight at once; null means the server default. */
+  readonly maxInFlight: number | null;
   readonly ordered: boolean;
+  /** The circuit breaker: `open` sends nothing until `openUntil`, `half_open` sends one probe at a time. */
+  readonly circuit: { readonly state: 'closed' | 'open' | 'half_open'; readonly consecutiveFailures: number; readonly openUntil: string | null };
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -45,13 +49,21 @@ interface Row {
   headers: Record<string, string>;
   event_types: string[] | null;
   rate_limit_per_second: number | null;
+  max_in_flight: number | null;
   ordered: boolean;
+  consecutive_failures: number;
+  circuit_open_until: Date | null;
   created_at: Date;
   updated_at: Date;
 }
 
-const COLUMNS = 'id, type, url, description, enabled, disabled_reason, headers, event_types, rate_limit_per_second, ordered, created_at, updated_at';
-const view = (r: Row): DestinationView => ({
+const COLUMNS = 'id, type, url, description, enabled, disabled_reason, headers, event_types, rate_limit_per_second, max_in_flight, ordered, consecutive_failures, circuit_open_until, created_at, updated_at';
+const circuitOf = (r: Row, now: Date): DestinationView['circuit'] => ({
+  state: r.circuit_open_until === null ? 'closed' : r.circuit_open_until > now ? 'open' : 'half_open',
+  consecutiveFailures: r.consecutive_failures,
+  openUntil: r.circuit_open_until?.toISOString() ?? null,
+});
+const view = (r: Row, now: Date): DestinationView => ({
   id: r.id,
   type: r.type,
   url: r.url,
@@ -61,7 +73,9 @@ const view = (r: Row): DestinationView => ({
   headers: r.headers,
   eventTypes: r.event_types,
   rateLimitPerSecond: r.rate_limit_per_second,
+  maxInFlight: r.max_in_flight,
   ordered: r.ordered,
+  circuit: circuitOf(r, now),
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
@@ -72,7 +86,9 @@ export interface DestinationInput {
   readonly enabled?: boolean | undefined;
   readonly headers?: Record<string, string> | undefined;
   readonly eventTypes?: string[] | undefined;
-  readonly rateLimitPerSecond?: number | undefined;
+  /** null clears it (on update). */
+  readonly rateLimitPerSecond?: number | null | undefined;
+  readonly maxInFlight?: number | null | undefined;
   readonly ordered?: boolean | undefined;
 }
 
@@ -125,34 +141,42 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
       const id = newId('destination', runtime);
       const now = runtime.now();
       const { rows } = await tx.query<Row>(
-        `INSERT INTO destinations (workspace_id, id, type, url, description, enabled, headers, event_types, rate_limit_per_second, ordered, created_at, updated_at)
-         VALUES ($1, $2, 'webhook', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10) RETURNING ${COLUMNS}`,
-        [tx.workspaceId, id, input.url, input.description ?? null, input.enabled ?? true, JSON.stringify(input.headers ?? {}), input.eventTypes ?? null, input.rateLimitPerSecond ?? null, input.ordered ?? false, now],
+        `INSERT INTO destinations (workspace_id, id, type, url, description, enabled, headers, event_types, rate_limit_per_second, max_in_flight, ordered, created_at, updated_at)
+         VALUES ($1, $2, 'webhook', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $11) RETURNING ${COLUMNS}`,
+        [tx.workspaceId, id, input.url, input.description ?? null, input.enabled ?? true, JSON.stringify(input.headers ?? {}), input.eventTypes ?? null, input.rateLimitPerSecond ?? null, input.maxInFlight ?? null, input.ordered ?? false, now],
       );
       const secret = newSecret();
       await addSecret(tx, id, secret);
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.create', target: { type: 'destination', id }, outcome: 'success', details: { url: input.url } });
-      return { ...view(rows[0] as Row), secret };
+      return { ...view(rows[0] as Row, now), secret };
     },
 
     async list(tx: WorkspaceTx, { cursor, limit }: { cursor?: string | undefined; limit: number }): Promise<Page<DestinationView>> {
       const after = decodeCursor(cursor, new RegExp(idPattern('destination')));
       const { rows } = await tx.query<Row>(`SELECT ${COLUMNS} FROM destinations WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2`, [after ?? null, limit + 1]);
-      return toPage(rows, limit, (r) => r.id, view);
+      return toPage(rows, limit, (r) => r.id, (r) => view(r, runtime.now()));
     },
 
-    get: async (tx: WorkspaceTx, id: string) => view(await find(tx, id)),
+    get: async (tx: WorkspaceTx, id: string) => view(await find(tx, id), runtime.now()),
 
     async update(tx: WorkspaceTx, ctx: ActionContext, id: string, patch: DestinationInput): Promise<DestinationView> {
       const row = await find(tx, id, true);
       const enabled = patch.enabled ?? row.enabled;
       const { rows } = await tx.query<Row>(
+        // Re-enabling starts afresh: no failing period, a closed circuit, a full bucket.
         `UPDATE destinations SET url = $2, description = $3, enabled = $4, disabled_reason = $5, headers = $6::jsonb, event_types = $7, rate_limit_per_second = $8, ordered = $9,
-           failing_since = CASE WHEN $4 AND NOT enabled THEN NULL ELSE failing_since END, updated_at = $10 WHERE id = $1 RETURNING ${COLUMNS}`,
-        [id, patch.url ?? row.url, patch.description ?? row.description, enabled, enabled ? null : row.disabled_reason ?? 'disabled by the platform', JSON.stringify(patch.headers ?? row.headers), patch.eventTypes ?? row.event_types, patch.rateLimitPerSecond ?? row.rate_limit_per_second, patch.ordered ?? row.ordered, runtime.now()],
+           max_in_flight = $11, rate_tokens = NULL, rate_refilled_at = NULL,
+           failing_since = CASE WHEN $4 AND NOT enabled THEN NULL ELSE failing_since END,
+           consecutive_failures = CASE WHEN $4 AND NOT enabled THEN 0 ELSE consecutive_failures END,
+           circuit_open_until = CASE WHEN $4 AND NOT enabled THEN NULL ELSE circuit_open_until END,
+           updated_at = $10 WHERE id = $1 RETURNING ${COLUMNS}`,
+        [
+          id, patch.url ?? row.url, patch.description ?? row.description, enabled, enabled ? null : row.disabled_reason ?? 'disabled by the platform', JSON.stringify(patch.headers ?? row.headers), patch.eventTypes ?? row.event_types,
+          patch.rateLimitPerSecond === undefined ? row.rate_limit_per_second : patch.rateLimitPerSecond, patch.ordered ?? row.ordered, runtime.now(), patch.maxInFlight === undefined ? row.max_in_flight : patch.maxInFlight,
+        ],
       );
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.update', target: { type: 'destination', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
-      return view(rows[0] as Row);
+      return view(rows[0] as Row, runtime.now());
     },
 
     async remove(tx: WorkspaceTx, ctx: ActionContext, id: string): Promise<void> {

@@ -20,7 +20,9 @@ const Destination = Type.Object({
   headers: Type.Record(Type.String(), Type.String()),
   eventTypes: Nullable(Type.Array(Type.String())),
   rateLimitPerSecond: Nullable(Type.Integer()),
+  maxInFlight: Nullable(Type.Integer()),
   ordered: Type.Boolean(),
+  circuit: Type.Object({ state: Type.Union([Type.Literal('closed'), Type.Literal('open'), Type.Literal('half_open')]), consecutiveFailures: Type.Integer(), openUntil: Nullable(Timestamp) }),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
@@ -32,7 +34,8 @@ const DestinationFields = {
   enabled: Type.Optional(Type.Boolean()),
   headers: Type.Optional(Headers),
   eventTypes: Type.Optional(Type.Array(Pattern, { minItems: 1, maxItems: 100, uniqueItems: true })),
-  rateLimitPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  rateLimitPerSecond: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 10_000, description: 'Deliveries per second to this destination across all workers (null: no limit)' }))),
+  maxInFlight: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1000, description: 'Deliveries in flight at once across all workers (null: the server default)' }))),
   ordered: Type.Optional(Type.Boolean()),
 };
 const CreateDestination = Type.Object({ type: Type.Optional(Type.Literal('webhook')), ...DestinationFields }, { additionalProperties: false });

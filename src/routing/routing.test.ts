@@ -7,6 +7,9 @@ describe('event type patterns', () => {
     ['*', 'invoice.paid', true], ['invoice.*', 'invoice.paid', true], ['invoice.*', 'invoice.payment.failed', true], ['invoice.*', 'invoice', false],
     ['invoice.paid', 'invoice.paid', true], ['invoice.paid', 'invoice.paid.late', false], ['invoice.*.failed', 'invoice.payment.failed', true],
     ['invoice.*.failed', 'invoice.payment.ok', false], ['customer.*', 'invoice.paid', false], ['*.paid', 'invoice.paid', true], ['*.paid', 'invoice.x.paid', false],
+    // Bulkhead's own namespace is matched only by patterns that name it.
+    ['*', 'bulkhead.delivery.failing', false], ['*.*.failing', 'bulkhead.delivery.failing', false], ['bulkhead.*', 'bulkhead.delivery.failing', true],
+    ['bulkhead.delivery.failing', 'bulkhead.delivery.failing', true], ['bulkhead.destination.*', 'bulkhead.delivery.failing', false],
   ])('%s vs %s → %s', (pattern, type, expected) => {
     expect(matchesPattern(pattern, type)).toBe(expected);
   });

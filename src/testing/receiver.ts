@@ -1,7 +1,8 @@
 /**
  * A local webhook receiver for delivery tests. Each path answers as told (`/ok` 200, `/fail`
  * 500, `/gone` 410, `/slow` after a delay, `/reset` destroys the socket, `/redirect` 302 to
- * `/ok`, `/huge` 5 MB, `/busy` 503 with Retry-After: 120); every request is recorded with
+ * `/ok`, `/huge` 5 MB, `/dribble` 200 at once then one byte every 100 ms for 5 s, `/busy` 503 with
+ * Retry-After: 120); every request is recorded with
  * its headers and raw body.
  */
 import { once } from 'node:events';
@@ -42,6 +43,17 @@ export async function startReceiver(): Promise<{ url: string; received: Received
         case 'redirect':
           res.writeHead(302, { location: '/ok' }).end();
           return;
+        case 'dribble': {
+          res.writeHead(200, { 'content-type': 'text/plain' });
+          let sent = 0;
+          const drip = setInterval(() => {
+            if (res.destroyed || ++sent > 50) {
+              clearInterval(drip);
+              res.end();
+            } else res.write('.');
+          }, 100);
+          return;
+        }
         case 'huge':
           res.writeHead(200);
           res.end(Buffer.alloc(5 * 1024 * 1024, 120));

@@ -24,6 +24,7 @@ export const sealedColumns: readonly SealedColumn[] = [
   { table: 'destination_secrets', idColumn: 'id', column: 'secret' },
   { table: 'events', idColumn: 'id', column: 'payload' },
   { table: 'delivery_attempts', idColumn: 'id', column: 'response_body' },
+  { table: 'inbound_source_secrets', idColumn: 'id', column: 'secret' },
 ];
 
 // The data-key version sits in bytes 1–4 of every sealed value (see envelope.ts).

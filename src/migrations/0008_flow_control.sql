@@ -1,0 +1,16 @@
+-- Flow control per destination, decided by the worker that holds the destination's row lock
+-- during a claim: the order destinations are served in (least recently served first), a token
+-- bucket for the optional rate limit, a cap on deliveries in flight, and a circuit breaker.
+
+ALTER TABLE destinations
+  ADD COLUMN max_in_flight        integer CHECK (max_in_flight BETWEEN 1 AND 1000),
+  ADD COLUMN last_claimed_at      timestamptz,
+  ADD COLUMN rate_tokens          double precision,
+  ADD COLUMN rate_refilled_at     timestamptz,
+  -- Failed attempts since the last success; the circuit opens at a threshold.
+  ADD COLUMN consecutive_failures integer NOT NULL DEFAULT 0,
+  -- While in the future nothing is sent; once past, one probe at a time until a success.
+  ADD COLUMN circuit_open_until   timestamptz;
+
+-- Counting a destination's deliveries in flight (the cap) without walking its backlog.
+CREATE INDEX deliveries_in_flight ON deliveries (workspace_id, destination_id, lease_until) WHERE status = 'delivering';
