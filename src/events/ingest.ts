@@ -98,9 +98,54 @@ function targetsOf(routing: Routing, input: EventInput, exceptDestinationId: str
 }
 
 /**
- * Writes one event (payload sealed) and its deliveries. `exceptDestinationId` keeps an
+ * Writes events (payloads sealed) and their deliveries with one multi-row insert each, whatever
+ * the number: a batch costs two statements, not two per event. `exceptDestinationId` keeps an
  * operational event about a destination from being delivered to that destination.
  */
+export async function writeEvents(
+  tx: WorkspaceTx,
+  deps: { vault: Vault; runtime: Runtime },
+  items: readonly { input: EventInput; json: string }[],
+  routing: Routing,
+  exceptDestinationId?: string,
+): Promise<{ id: string; createdAt: Date; deliveries: number }[]> {
+  if (items.length === 0) return [];
+  const now = deps.runtime.now();
+  const sealer = deps.vault.workspace(tx);
+  const ids = items.map(() => newId('event', deps.runtime));
+  const sealed = await Promise.all(items.map((item, i) => sealer.seal(payloadPlace(ids[i] as string), item.json)));
+  await tx.query(
+    `INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at)
+     SELECT $1, e.id, e.type, e.resource, e.resource_id, decode(e.payload, 'hex'), e.payload_bytes, e.idempotency_key, $2
+       FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[]) AS e(id, type, resource, resource_id, payload, payload_bytes, idempotency_key)`,
+    [
+      tx.workspaceId, now, ids, items.map((x) => x.input.type), items.map((x) => x.input.resource ?? null), items.map((x) => x.input.resourceId ?? null),
+      sealed.map((b) => Buffer.from(b).toString('hex')), items.map((x) => Buffer.byteLength(x.json)), items.map((x) => x.input.idempotencyKey ?? null),
+    ],
+  );
+  const deliveries = { id: [] as string[], event: [] as string[], destination: [] as string[], rule: [] as string[], ordering: [] as (string | null)[] };
+  const counts = items.map((item, i) => {
+    const targets = targetsOf(routing, item.input, exceptDestinationId);
+    for (const [destinationId, target] of targets) {
+      deliveries.id.push(newId('delivery', deps.runtime));
+      deliveries.event.push(ids[i] as string);
+      deliveries.destination.push(destinationId);
+      deliveries.rule.push(target.ruleId);
+      deliveries.ordering.push(target.ordered ? (item.input.resourceId ?? null) : null);
+    }
+    return targets.size;
+  });
+  if (deliveries.id.length > 0) {
+    await tx.query(
+      `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
+       SELECT $1, d.id, d.event_id, d.destination_id, d.rule_id, 'pending', $2, d.ordering_key, $2, $2
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS d(id, event_id, destination_id, rule_id, ordering_key)`,
+      [tx.workspaceId, now, deliveries.id, deliveries.event, deliveries.destination, deliveries.rule, deliveries.ordering],
+    );
+  }
+  return ids.map((id, i) => ({ id, createdAt: now, deliveries: counts[i] as number }));
+}
+
 export async function writeEvent(
   tx: WorkspaceTx,
   deps: { vault: Vault; runtime: Runtime },
@@ -109,22 +154,9 @@ export async function writeEvent(
   routing: Routing,
   exceptDestinationId?: string,
 ): Promise<{ id: string; createdAt: Date; deliveries: number }> {
-  const now = deps.runtime.now();
-  const id = newId('event', deps.runtime);
-  const sealed = await deps.vault.workspace(tx).seal(payloadPlace(id), json);
-  await tx.query(
-    'INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-    [tx.workspaceId, id, input.type, input.resource ?? null, input.resourceId ?? null, sealed, Buffer.byteLength(json), input.idempotencyKey ?? null, now],
-  );
-  const targets = targetsOf(routing, input, exceptDestinationId);
-  for (const [destinationId, target] of targets) {
-    await tx.query(
-      `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $6, $6)`,
-      [tx.workspaceId, newId('delivery', deps.runtime), id, destinationId, target.ruleId, now, target.ordered ? (input.resourceId ?? null) : null],
-    );
-  }
-  return { id, createdAt: now, deliveries: targets.size };
+  const [written] = await writeEvents(tx, deps, [{ input, json }], routing, exceptDestinationId);
+  if (!written) throw new Error('writeEvents returned nothing');
+  return written;
 }
 
 export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
@@ -150,13 +182,13 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     return json;
   }
 
-  async function quota(tx: WorkspaceTx, adding: number, limits: EventLimits): Promise<void> {
-    const period = monthOf(runtime.now());
-    const { rows } = await tx.query<{ n: number | null }>("SELECT sum(count)::bigint AS n FROM usage_counters WHERE metric = 'events' AND period = $1", [period]);
-    if ((rows[0]?.n ?? 0) + adding > limits.eventsPerMonth) {
-      throw new BulkheadError('quota_exceeded', `this workspace's monthly event quota (${String(limits.eventsPerMonth)}) is used up`, { details: { limit: limits.eventsPerMonth } });
-    }
+  /** Events counted this month; the quota compares against it. */
+  async function usedThisMonth(tx: WorkspaceTx): Promise<number> {
+    const { rows } = await tx.query<{ n: number | string | null }>("SELECT sum(count)::bigint AS n FROM usage_counters WHERE metric = 'events' AND period = $1", [monthOf(runtime.now())]);
+    return Number(rows[0]?.n ?? 0);
   }
+  const quotaExceeded = (limits: EventLimits) =>
+    new BulkheadError('quota_exceeded', `this workspace's monthly event quota (${String(limits.eventsPerMonth)}) is used up`, { details: { limit: limits.eventsPerMonth } });
 
   /** Counted in the same transaction as the events (a rolled-back batch counts nothing); replays do not count. */
   async function count(tx: WorkspaceTx, added: number): Promise<void> {
@@ -192,16 +224,70 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     return { event: { id: written.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: written.createdAt.toISOString() }, deliveries: written.deliveries, replayed: false };
   }
 
+  /**
+   * Events with an idempotency key go one by one (each may return an earlier event); the rest
+   * are written together. Results keep the order of `items`. Per-item refusals here
+   * (`idempotency_key_reused`) are thrown by us, not by the database, so the transaction stays
+   * usable and `settle` can record them per item.
+   */
+  async function writeAll(tx: WorkspaceTx, items: readonly { input: EventInput; json: string }[], routing: Routing, settle: boolean): Promise<(IngestResult | BulkheadError)[]> {
+    const results: (IngestResult | BulkheadError)[] = new Array<IngestResult | BulkheadError>(items.length);
+    const plain: number[] = [];
+    for (const [i, item] of items.entries()) {
+      if (item.input.idempotencyKey === undefined) {
+        plain.push(i);
+        continue;
+      }
+      try {
+        results[i] = await one(tx, item.input, item.json, routing);
+      } catch (error) {
+        if (!settle || !(error instanceof BulkheadError) || error.status >= 500) throw error;
+        results[i] = error;
+      }
+    }
+    const written = await writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing);
+    for (const [n, i] of plain.entries()) {
+      const w = written[n];
+      const input = (items[i] as { input: EventInput }).input;
+      if (w) results[i] = { event: { id: w.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: w.createdAt.toISOString() }, deliveries: w.deliveries, replayed: false };
+    }
+    await count(tx, results.filter((r) => !(r instanceof BulkheadError) && !r.replayed).length);
+    return results;
+  }
+
   return {
     /** Ingests a batch atomically: every event and delivery, or nothing. */
     async ingest(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<IngestResult[]> {
-      const jsons = inputs.map((input) => check(input, limits));
-      await quota(tx, inputs.length, limits);
-      const routing = await loadRouting(tx);
-      const results: IngestResult[] = [];
-      for (const [i, input] of inputs.entries()) results.push(await one(tx, input, jsons[i] as string, routing));
-      await count(tx, results.filter((r) => !r.replayed).length);
-      return results;
+      const items = inputs.map((input) => ({ input, json: check(input, limits) }));
+      if ((await usedThisMonth(tx)) + inputs.length > limits.eventsPerMonth) throw quotaExceeded(limits);
+      return (await writeAll(tx, items, await loadRouting(tx), false)) as IngestResult[];
+    },
+
+    /**
+     * Ingests independent events in one transaction, each accepted or refused on its own (the
+     * coalescer's path: many requests, one commit). A refusal is returned in the event's place;
+     * the quota admits events in order until it is used up.
+     */
+    async ingestEach(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<(IngestResult | BulkheadError)[]> {
+      const checked = inputs.map((input) => {
+        try {
+          return { input, json: check(input, limits) };
+        } catch (error) {
+          if (error instanceof BulkheadError) return error;
+          throw error;
+        }
+      });
+      let room = limits.eventsPerMonth - (await usedThisMonth(tx));
+      const admitted = checked.map((c) => {
+        if (c instanceof BulkheadError) return c;
+        if (room <= 0) return quotaExceeded(limits);
+        room -= 1;
+        return c;
+      });
+      const items = admitted.filter((a): a is { input: EventInput; json: string } => !(a instanceof BulkheadError));
+      const written = await writeAll(tx, items, await loadRouting(tx), true);
+      let next = 0;
+      return admitted.map((a) => (a instanceof BulkheadError ? a : (written[next++] as IngestResult | BulkheadError)));
     },
 
     async list(tx: WorkspaceTx, q: { cursor?: string | undefined; limit: number; type?: string | undefined; resource?: string | undefined; since?: string | undefined; until?: string | undefined }): Promise<Page<EventView>> {

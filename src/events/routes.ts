@@ -7,6 +7,7 @@ import { deliveryReader } from '../delivery/deliveries.js';
 import { principalOf } from '../http/auth.js';
 import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
+import { createIngestCoalescer } from './coalescer.js';
 import type { EventInput, EventLimits, EventService } from './ingest.js';
 import type { Vault } from '../vault/vault.js';
 
@@ -43,6 +44,8 @@ const Attempt = Type.Object({ attempt: Type.Integer(), startedAt: Timestamp, dur
 
 export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config; vault: Vault; now: () => Date }): void {
   const { withWorkspace, events, config } = deps;
+  // Concurrent single events of one workspace share a commit (see coalescer.ts); each still gets its own answer.
+  const coalescer = createIngestCoalescer({ withWorkspace, events, maxGroup: 500 });
   const security = [{ apiKey: [] }];
   const limitsOf = (request: FastifyRequest): EventLimits => {
     const p = principalOf(request);
@@ -59,8 +62,7 @@ export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: With
 
   app.post('/v1/events', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errorResponses } } }, async (request, reply) => {
     const input: EventInput = { ...request.body, idempotencyKey: request.body.idempotencyKey ?? headerKey(request) };
-    const [result] = await withWorkspace(principalOf(request).workspaceId, (tx) => events.ingest(tx, [input], limitsOf(request)));
-    if (!result) throw new Error('ingest returned nothing');
+    const result = await coalescer.ingest(principalOf(request).workspaceId, input, limitsOf(request));
     if (result.replayed) reply.header('idempotent-replayed', 'true');
     return reply.status(202).send(accepted(result));
   });
