@@ -62,7 +62,7 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
     env.DATABASE_URL = database.url;
     env.BULKHEAD_DB_APP_ROLE = `${database.name}_app`;
   }
-  const server = await startChild([path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
+  const server = await startChild([...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
   const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
   const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
   return {

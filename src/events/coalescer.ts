@@ -24,10 +24,11 @@ interface Lane {
   readonly workspaceId: string;
   readonly limits: EventLimits;
   waiting: Waiting[];
-  busy: boolean;
+  /** Groups in progress: a second one may fill while the first waits for its flush. */
+  active: number;
 }
 
-export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; events: EventService; maxGroup: number }) {
+export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; events: EventService; maxGroup: number; maxActive: number }) {
   // One lane per workspace and limits (limits come from the caller's tenant and are the same
   // for every key of a workspace, but keying on them keeps a group honest if they ever differ).
   const lanes = new Map<string, Lane>();
@@ -63,8 +64,8 @@ export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; even
         else item.resolve(result);
       }
     }
-    lane.busy = false;
-    lanes.delete(key);
+    lane.active -= 1;
+    if (lane.active === 0) lanes.delete(key);
   }
 
   return {
@@ -73,14 +74,14 @@ export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; even
       const key = `${workspaceId}|${String(limits.maxPayloadBytes)}|${String(limits.eventsPerMonth)}`;
       let lane = lanes.get(key);
       if (!lane) {
-        lane = { workspaceId, limits, waiting: [], busy: false };
+        lane = { workspaceId, limits, waiting: [], active: 0 };
         lanes.set(key, lane);
       }
       const promise = new Promise<IngestResult>((resolve, reject) => {
         (lane).waiting.push({ input, resolve, reject });
       });
-      if (!lane.busy) {
-        lane.busy = true;
+      if (lane.active < deps.maxActive) {
+        lane.active += 1;
         void drain(key, lane);
       }
       return promise;

@@ -201,6 +201,13 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     );
   }
 
+  /** The result for an event just written (not a replay). */
+  const fresh = (input: EventInput, w: { id: string; createdAt: Date; deliveries: number }): IngestResult => ({
+    event: { id: w.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: w.createdAt.toISOString() },
+    deliveries: w.deliveries,
+    replayed: false,
+  });
+
   async function one(tx: WorkspaceTx, input: EventInput, json: string, routing: Routing): Promise<IngestResult> {
     const now = runtime.now();
     if (input.idempotencyKey !== undefined) {
@@ -221,38 +228,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     }
     const written = await writeEvent(tx, deps, input, json, routing);
     if (input.idempotencyKey !== undefined) await tx.query('UPDATE event_idempotency SET event_id = $2 WHERE key = $1', [input.idempotencyKey, written.id]);
-    return { event: { id: written.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: written.createdAt.toISOString() }, deliveries: written.deliveries, replayed: false };
-  }
-
-  /**
-   * Events with an idempotency key go one by one (each may return an earlier event); the rest
-   * are written together. Results keep the order of `items`. Per-item refusals here
-   * (`idempotency_key_reused`) are thrown by us, not by the database, so the transaction stays
-   * usable and `settle` can record them per item.
-   */
-  async function writeAll(tx: WorkspaceTx, items: readonly { input: EventInput; json: string }[], routing: Routing, settle: boolean): Promise<(IngestResult | BulkheadError)[]> {
-    const results: (IngestResult | BulkheadError)[] = new Array<IngestResult | BulkheadError>(items.length);
-    const plain: number[] = [];
-    for (const [i, item] of items.entries()) {
-      if (item.input.idempotencyKey === undefined) {
-        plain.push(i);
-        continue;
-      }
-      try {
-        results[i] = await one(tx, item.input, item.json, routing);
-      } catch (error) {
-        if (!settle || !(error instanceof BulkheadError) || error.status >= 500) throw error;
-        results[i] = error;
-      }
-    }
-    const written = await writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing);
-    for (const [n, i] of plain.entries()) {
-      const w = written[n];
-      const input = (items[i] as { input: EventInput }).input;
-      if (w) results[i] = { event: { id: w.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: w.createdAt.toISOString() }, deliveries: w.deliveries, replayed: false };
-    }
-    await count(tx, results.filter((r) => !(r instanceof BulkheadError) && !r.replayed).length);
-    return results;
+    return fresh(input, written);
   }
 
   return {
@@ -260,34 +236,54 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     async ingest(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<IngestResult[]> {
       const items = inputs.map((input) => ({ input, json: check(input, limits) }));
       if ((await usedThisMonth(tx)) + inputs.length > limits.eventsPerMonth) throw quotaExceeded(limits);
-      return (await writeAll(tx, items, await loadRouting(tx), false)) as IngestResult[];
+      const routing = await loadRouting(tx);
+      // Events with an idempotency key go one by one (each may return an earlier event); the rest together.
+      const results = new Array<IngestResult>(items.length);
+      const plain: number[] = [];
+      for (const [i, item] of items.entries()) {
+        if (item.input.idempotencyKey === undefined) plain.push(i);
+        else results[i] = await one(tx, item.input, item.json, routing);
+      }
+      const written = await writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing);
+      for (const [n, i] of plain.entries()) results[i] = fresh((items[i] as { input: EventInput }).input, written[n] as { id: string; createdAt: Date; deliveries: number });
+      await count(tx, results.filter((r) => !r.replayed).length);
+      return results;
     },
 
     /**
      * Ingests independent events in one transaction, each accepted or refused on its own (the
-     * coalescer's path: many requests, one commit). A refusal is returned in the event's place;
-     * the quota admits events in order until it is used up.
+     * coalescer's path: many requests, one commit), as if they had come one after another: a
+     * refusal is returned in the event's place, replays cost no quota, and the quota admits
+     * events until it is used up. Per-event refusals are thrown by us, never by the database,
+     * so the transaction stays usable after one.
      */
     async ingestEach(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<(IngestResult | BulkheadError)[]> {
-      const checked = inputs.map((input) => {
-        try {
-          return { input, json: check(input, limits) };
-        } catch (error) {
-          if (error instanceof BulkheadError) return error;
-          throw error;
-        }
-      });
+      const results = new Array<IngestResult | BulkheadError>(inputs.length);
+      const routing = await loadRouting(tx);
       let room = limits.eventsPerMonth - (await usedThisMonth(tx));
-      const admitted = checked.map((c) => {
-        if (c instanceof BulkheadError) return c;
-        if (room <= 0) return quotaExceeded(limits);
-        room -= 1;
-        return c;
-      });
-      const items = admitted.filter((a): a is { input: EventInput; json: string } => !(a instanceof BulkheadError));
-      const written = await writeAll(tx, items, await loadRouting(tx), true);
-      let next = 0;
-      return admitted.map((a) => (a instanceof BulkheadError ? a : (written[next++] as IngestResult | BulkheadError)));
+      const plain: { i: number; input: EventInput; json: string }[] = [];
+      for (const [i, input] of inputs.entries()) {
+        try {
+          const json = check(input, limits);
+          if (input.idempotencyKey === undefined) {
+            plain.push({ i, input, json });
+            continue;
+          }
+          if (room <= 0) throw quotaExceeded(limits);
+          const result = await one(tx, input, json, routing);
+          if (!result.replayed) room -= 1;
+          results[i] = result;
+        } catch (error) {
+          if (!(error instanceof BulkheadError) || error.status >= 500) throw error;
+          results[i] = error;
+        }
+      }
+      const admitted = plain.slice(0, Math.max(0, room));
+      for (const p of plain.slice(admitted.length)) results[p.i] = quotaExceeded(limits);
+      const written = await writeEvents(tx, deps, admitted, routing);
+      for (const [n, p] of admitted.entries()) results[p.i] = fresh(p.input, written[n] as { id: string; createdAt: Date; deliveries: number });
+      await count(tx, results.filter((r) => !(r instanceof BulkheadError) && !r.replayed).length);
+      return results;
     },
 
     async list(tx: WorkspaceTx, q: { cursor?: string | undefined; limit: number; type?: string | undefined; resource?: string | undefined; since?: string | undefined; until?: string | undefined }): Promise<Page<EventView>> {
