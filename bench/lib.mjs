@@ -92,7 +92,7 @@ export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(v
  * workers each send the next request as soon as the last one answered, for `durationSeconds`.
  * Reports throughput and latency percentiles; every non-2xx or error is counted.
  */
-export async function undiciLoad({ url, headers = {}, durationSeconds, concurrency }) {
+export async function undiciLoad({ url, method = 'GET', headers = {}, body, durationSeconds, concurrency }) {
   const { Agent, request } = await import('undici');
   const dispatcher = new Agent({ connections: concurrency, keepAliveTimeout: 30_000 });
   const latencies = [];
@@ -103,7 +103,7 @@ export async function undiciLoad({ url, headers = {}, durationSeconds, concurren
     while (performance.now() < until) {
       const started = performance.now();
       try {
-        const response = await request(url, { dispatcher, headers });
+        const response = await request(url, { dispatcher, method, headers, body });
         await response.body.arrayBuffer();
         if (response.statusCode < 200 || response.statusCode > 299) non2xx++;
         latencies.push(performance.now() - started);

@@ -1,4 +1,4 @@
-// `npm run bench [-- <name…>] [--duration S] [--connections N] [--rounds R] [--engine pglite|postgres]`
+// `npm run bench [-- <name…>] [--duration S] [--connections N] [--rounds R] [--engine pglite|postgres] [--backlog N]`
 //
 // Each benchmark measures Bulkhead against a baseline in the same run and prints the ratio;
 // machines are shared and noisy, so the ratio is the figure that matters, not the absolute
@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const benchmarks = { api: () => import('./api.mjs'), vault: () => import('./vault.mjs'), relay: () => import('./relay.mjs'), ingest: () => import('./ingest.mjs') };
+const benchmarks = { api: () => import('./api.mjs'), vault: () => import('./vault.mjs'), relay: () => import('./relay.mjs'), ingest: () => import('./ingest.mjs'), e2e: () => import('./e2e.mjs'), fairness: () => import('./fairness.mjs') };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -20,6 +20,8 @@ const { values, positionals } = parseArgs({
     connections: { type: 'string', default: '20' },
     rounds: { type: 'string', default: '2' },
     engine: { type: 'string', multiple: true },
+    // fairness: deliveries queued in the noisy workspace before the quiet one is measured.
+    backlog: { type: 'string', default: '100000' },
   },
 });
 const names = positionals.length > 0 ? positionals : Object.keys(benchmarks);
@@ -51,6 +53,7 @@ for (const name of names) {
     rounds: Number(values.rounds),
     postgresUrl,
     engines,
+    backlog: Number(values.backlog),
     log,
   });
   allPass &&= pass;
