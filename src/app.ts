@@ -169,7 +169,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
-    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now() });
+    // In the `all` role the engine is in this process: a committed event wakes it at once.
+    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now(), onIngested: () => { engine.wake(); } });
     registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();

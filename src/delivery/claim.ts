@@ -46,7 +46,23 @@ interface Candidate {
   consecutive_failures: number;
 }
 
-const DUE = `((q.status IN ('pending', 'retrying') AND q.next_attempt_at <= $1) OR (q.status = 'delivering' AND q.lease_until < $1))`;
+// Due means waiting and due, or leased to a worker whose lease ran out. The two are asked
+// separately, never with OR: each is then an ordered index scan that stops after a few rows,
+// where the OR made PostgreSQL read and sort a destination's whole backlog.
+const WAITING = `q.status IN ('pending', 'retrying') AND q.next_attempt_at <= $1`;
+const EXPIRED = `q.status = 'delivering' AND q.lease_until < $1`;
+// An ordered delivery waits while an earlier one with its key to the same destination is open.
+const IN_ORDER = `(q.ordering_key IS NULL OR NOT EXISTS (
+  SELECT 1 FROM deliveries e WHERE e.workspace_id = q.workspace_id AND e.destination_id = q.destination_id AND e.ordering_key = q.ordering_key
+     AND e.status IN ('pending', 'retrying', 'delivering') AND (e.created_at, e.id) < (q.created_at, q.id)))`;
+const pick = (due: string, order: string) => `SELECT c.turn, c.n, q.workspace_id, q.id, q.destination_id FROM candidates c
+  CROSS JOIN LATERAL (
+    SELECT q.workspace_id, q.id, q.destination_id FROM deliveries q
+     WHERE q.workspace_id = c.workspace_id AND q.destination_id = c.destination_id AND ${due} AND ${IN_ORDER}
+     ORDER BY ${order} LIMIT c.n
+     FOR UPDATE OF q SKIP LOCKED
+  ) q
+ WHERE c.n > 0`;
 
 export async function claimDue(withPlatform: WithPlatform, now: Date, limit: number, options: ClaimOptions): Promise<Claimed[]> {
   if (limit <= 0) return [];
@@ -55,7 +71,8 @@ export async function claimDue(withPlatform: WithPlatform, now: Date, limit: num
       `SELECT dst.workspace_id, dst.id, dst.rate_limit_per_second, dst.rate_tokens, dst.rate_refilled_at, dst.max_in_flight, dst.consecutive_failures
          FROM destinations dst
         WHERE dst.enabled AND (dst.circuit_open_until IS NULL OR dst.circuit_open_until <= $1)
-          AND EXISTS (SELECT 1 FROM deliveries q WHERE q.workspace_id = dst.workspace_id AND q.destination_id = dst.id AND ${DUE})
+          AND (EXISTS (SELECT 1 FROM deliveries q WHERE q.workspace_id = dst.workspace_id AND q.destination_id = dst.id AND ${WAITING})
+            OR EXISTS (SELECT 1 FROM deliveries q WHERE q.workspace_id = dst.workspace_id AND q.destination_id = dst.id AND ${EXPIRED}))
         ORDER BY dst.last_claimed_at NULLS FIRST, dst.id
         LIMIT $2
         FOR UPDATE OF dst SKIP LOCKED`,
@@ -81,19 +98,11 @@ export async function claimDue(withPlatform: WithPlatform, now: Date, limit: num
         Math.min(limit, options.perDestination, options.localMaxPerDestination - options.localInFlight(c.id)),
       ),
     );
-    const { rows: available } = await tx.query<Claimed & { turn: number }>(
-      `SELECT d.workspace_id, d.id, d.destination_id, c.turn FROM unnest($2::text[], $3::text[], $4::int[]) WITH ORDINALITY AS c(workspace_id, destination_id, n, turn)
-         CROSS JOIN LATERAL (
-           SELECT q.workspace_id, q.id, q.destination_id FROM deliveries q
-            WHERE q.workspace_id = c.workspace_id AND q.destination_id = c.destination_id AND ${DUE}
-              AND (q.ordering_key IS NULL OR NOT EXISTS (
-                SELECT 1 FROM deliveries e WHERE e.workspace_id = q.workspace_id AND e.destination_id = q.destination_id AND e.ordering_key = q.ordering_key
-                   AND e.status IN ('pending', 'retrying', 'delivering') AND (e.created_at, e.id) < (q.created_at, q.id)))
-            ORDER BY q.next_attempt_at, q.id
-            LIMIT c.n
-            FOR UPDATE OF q SKIP LOCKED
-         ) d
-        WHERE c.n > 0`,
+    const { rows: available } = await tx.query<Claimed & { turn: number | string; n: number }>(
+      `WITH candidates AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int[]) WITH ORDINALITY AS c(workspace_id, destination_id, n, turn)),
+            waiting AS (${pick(WAITING, 'q.next_attempt_at, q.id')}),
+            expired AS (${pick(EXPIRED, 'q.lease_until, q.id')})
+       SELECT * FROM expired UNION ALL SELECT * FROM waiting`,
       [now, workspaces, ids, limits],
     );
     const claimed = roundRobin(available, limit);
@@ -126,11 +135,12 @@ export async function claimDue(withPlatform: WithPlatform, now: Date, limit: num
  * Up to `limit` rows, one per destination per turn in the destinations' order (rows arrive
  * grouped by destination, oldest first). Rows locked but not taken are released at commit.
  */
-function roundRobin(rows: readonly (Claimed & { turn: number | string })[], limit: number): Claimed[] {
+function roundRobin(rows: readonly (Claimed & { turn: number | string; n: number })[], limit: number): Claimed[] {
   const queues = new Map<string, Claimed[]>();
   for (const row of [...rows].sort((a, b) => Number(a.turn) - Number(b.turn))) {
     const queue = queues.get(row.destination_id) ?? [];
-    queue.push({ workspace_id: row.workspace_id, id: row.id, destination_id: row.destination_id });
+    // Expired and waiting rows were asked for separately: together at most the destination's allowance.
+    if (queue.length < row.n) queue.push({ workspace_id: row.workspace_id, id: row.id, destination_id: row.destination_id });
     queues.set(row.destination_id, queue);
   }
   const taken: Claimed[] = [];

@@ -245,32 +245,66 @@ export function createDeliveryEngine(deps: {
 
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
+  let claiming = false;
+  let again = false;
+  let started = false;
 
+  /**
+   * One claim, then the next: at once when work was found or someone asked meanwhile (an attempt
+   * finished and freed a slot, an event was ingested in this process), after the poll interval
+   * otherwise. Never two claims at a time in one process.
+   */
   function loop(): void {
     if (stopping) return;
+    if (claiming) {
+      again = true;
+      return;
+    }
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    claiming = true;
+    again = false;
     claim(options.concurrency - inflight.size)
       .then((claimed) => {
-        for (const c of claimed) void track(c);
-        // Work found: look again at once; none: wait for the poll interval.
-        timer = setTimeout(loop, claimed.length > 0 ? 0 : options.pollMs);
+        for (const c of claimed) void track(c).then(wake);
+        return claimed.length > 0;
       })
       .catch((error: unknown) => {
         // While the database is still opening (embedded start-up) there is simply nothing to claim yet.
         if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.logger.warn({ err: error }, 'claiming deliveries failed');
-        timer = setTimeout(loop, options.pollMs);
-      });
+        return false;
+      })
+      .then((found) => {
+        claiming = false;
+        if (stopping) return;
+        const soon = (found && inflight.size < options.concurrency) || again;
+        timer = setTimeout(loop, soon ? 0 : options.pollMs);
+      }, () => undefined);
   }
 
+  /** Asks for a claim soon (coalesced: many wake-ups while one claim runs make one more). */
+  function wake(): void {
+    if (stopping || !started) return;
+    if (claiming) again = true;
+    else if (timer) {
+      clearTimeout(timer);
+      timer = setTimeout(loop, 0);
+    }
+  }
   return {
     owner,
     runOnce,
     start() {
       stopping = false;
+      started = true;
       loop();
     },
+    /** New work may be due (an event was just ingested in this process): claim without waiting for the poll. */
+    wake,
     /** Stops claiming, lets in-flight attempts finish (up to `graceMs`), then releases what is left. */
     async stop(graceMs = 10_000): Promise<void> {
       stopping = true;
+      started = false;
       if (timer) clearTimeout(timer);
       await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
       try {

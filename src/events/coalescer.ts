@@ -24,7 +24,7 @@ interface Lane {
   readonly workspaceId: string;
   readonly limits: EventLimits;
   waiting: Waiting[];
-  /** Groups in progress: a second one may fill while the first waits for its flush. */
+  /** Groups in progress, at most `maxActive` (1 keeps the quota check exact in this process). */
   active: number;
 }
 

@@ -42,10 +42,10 @@ const Delivery = Type.Object({
 
 const Attempt = Type.Object({ attempt: Type.Integer(), startedAt: Timestamp, durationMs: Type.Integer(), status: Type.Union([Type.Integer(), Type.Null()]), error: Type.Union([Type.String(), Type.Null()]), responseBody: Type.Union([Type.String(), Type.Null()]) });
 
-export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config; vault: Vault; now: () => Date }): void {
+export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config; vault: Vault; now: () => Date; onIngested?: () => void }): void {
   const { withWorkspace, events, config } = deps;
   // Concurrent single events of one workspace share a commit (see coalescer.ts); each still gets its own answer.
-  const coalescer = createIngestCoalescer({ withWorkspace, events, maxGroup: 500, maxActive: 2 });
+  const coalescer = createIngestCoalescer({ withWorkspace, events, maxGroup: 500, maxActive: 1 });
   const security = [{ apiKey: [] }];
   const limitsOf = (request: FastifyRequest): EventLimits => {
     const p = principalOf(request);
@@ -63,12 +63,14 @@ export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: With
   app.post('/v1/events', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errorResponses } } }, async (request, reply) => {
     const input: EventInput = { ...request.body, idempotencyKey: request.body.idempotencyKey ?? headerKey(request) };
     const result = await coalescer.ingest(principalOf(request).workspaceId, input, limitsOf(request));
+    if (result.deliveries > 0 && !result.replayed) deps.onIngested?.();
     if (result.replayed) reply.header('idempotent-replayed', 'true');
     return reply.status(202).send(accepted(result));
   });
 
   app.post('/v1/events/batch', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: Type.Object({ events: Type.Array(EventBody, { minItems: 1, maxItems: 500 }) }, { additionalProperties: false }), response: { 202: Type.Object({ data: Type.Array(Accepted) }), ...errorResponses } } }, async (request, reply) => {
     const results = await withWorkspace(principalOf(request).workspaceId, (tx) => events.ingest(tx, request.body.events, limitsOf(request)));
+    if (results.some((r) => r.deliveries > 0 && !r.replayed)) deps.onIngested?.();
     return reply.status(202).send({ data: results.map(accepted) });
   });
 

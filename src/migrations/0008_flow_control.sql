@@ -12,5 +12,9 @@ ALTER TABLE destinations
   -- While in the future nothing is sent; once past, one probe at a time until a success.
   ADD COLUMN circuit_open_until   timestamptz;
 
--- Counting a destination's deliveries in flight (the cap) without walking its backlog.
+-- Counting a destination's deliveries in flight (the cap), and finding expired leases, without
+-- walking its backlog.
 CREATE INDEX deliveries_in_flight ON deliveries (workspace_id, destination_id, lease_until) WHERE status = 'delivering';
+-- A destination's due deliveries, oldest first: an ordered scan that stops after the few a claim
+-- takes, however long the backlog (the claim asks for waiting and expired rows separately).
+CREATE INDEX deliveries_waiting ON deliveries (workspace_id, destination_id, next_attempt_at, id) WHERE status IN ('pending', 'retrying');
