@@ -117,15 +117,20 @@ export function createDeliveryEngine(deps: {
   /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
   async function prepare(claimed: Claimed) {
     return withWorkspace(claimed.workspace_id, async (tx) => {
-      const delivery = (await tx.query<DeliveryRow>('SELECT id, event_id, destination_id, status, attempt_count, lease_owner FROM deliveries WHERE id = $1', [claimed.id])).rows[0];
-      if (delivery?.status !== 'delivering' || delivery.lease_owner !== owner) return undefined;
-      const event = (await tx.query<{ id: string; type: string; payload: Uint8Array; created_at: Date }>('SELECT id, type, payload, created_at FROM events WHERE id = $1', [delivery.event_id])).rows[0];
-      const destination = (await tx.query<{ url: string; headers: Record<string, string>; enabled: boolean }>('SELECT url, headers, enabled FROM destinations WHERE id = $1', [delivery.destination_id])).rows[0];
-      if (!event || !destination) return undefined;
-      const payload = await vault.workspace(tx).openText({ table: 'events', rowId: event.id, column: 'payload' }, event.payload);
-      const secrets = (await deps.destinations.signingSecrets(tx, delivery.destination_id)).map((s) => s.secret);
-      const body = `{"type":${JSON.stringify(event.type)},"timestamp":${JSON.stringify(event.created_at.toISOString())},"data":${payload}}`;
-      return { delivery, destination, body, secrets, eventType: event.type };
+      const row = (await tx.query<DeliveryRow & { type: string; payload: Uint8Array; event_created_at: Date; url: string; headers: Record<string, string> }>(
+        `SELECT d.id, d.event_id, d.destination_id, d.status, d.attempt_count, d.lease_owner, e.type, e.payload, e.created_at AS event_created_at, dst.url, dst.headers
+           FROM deliveries d
+           JOIN events e ON e.workspace_id = d.workspace_id AND e.id = d.event_id
+           JOIN destinations dst ON dst.workspace_id = d.workspace_id AND dst.id = d.destination_id
+          WHERE d.id = $1`,
+        [claimed.id],
+      )).rows[0];
+      if (row?.status !== 'delivering' || row.lease_owner !== owner) return undefined;
+      const { type, payload: sealedPayload, event_created_at: createdAt, url, headers, ...delivery } = row;
+      const payload = await vault.workspace(tx).openText({ table: 'events', rowId: delivery.event_id, column: 'payload' }, sealedPayload);
+      const secrets = await deps.destinations.activeSecrets(tx, delivery.destination_id);
+      const body = `{"type":${JSON.stringify(type)},"timestamp":${JSON.stringify(createdAt.toISOString())},"data":${payload}}`;
+      return { delivery, destination: { url, headers }, body, secrets, eventType: type };
     });
   }
 
@@ -135,20 +140,23 @@ export function createDeliveryEngine(deps: {
     const report = (event: OperationalEvent) => emitOperationalEvent(tx, { vault, runtime }, event, { route: !isReservedType(eventType) });
     // `attempt_count` counts this round (a manual retry starts a new one); attempts on record are numbered across rounds.
     const attempt = delivery.attempt_count + 1;
-    const recorded = (await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM delivery_attempts WHERE delivery_id = $1', [delivery.id])).rows[0]?.n ?? 0;
-    const attemptId = newId('deliveryAttempt', runtime);
-    const sealed = outcome.body && outcome.body.length > 0 ? await vault.workspace(tx).seal({ table: 'delivery_attempts', rowId: attemptId, column: 'response_body' }, outcome.body.subarray(0, options.keepResponseBytes)) : null;
-    await tx.query(
-      'INSERT INTO delivery_attempts (workspace_id, id, delivery_id, attempt, started_at, duration_ms, status, error, response_body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)',
-      [tx.workspaceId, attemptId, delivery.id, recorded + 1, outcome.startedAt, outcome.durationMs, outcome.status ?? null, outcome.error ?? null, sealed],
-    );
     const success = outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300;
     const gone = outcome.status === 410;
     const delay = success || gone ? undefined : nextAttemptDelayMs(options.schedule, attempt, Math.random(), retryAfterMs(outcome.retryAfter, now));
     const status = success ? 'delivered' : delay === undefined ? 'failed' : 'retrying';
+    // Only while the lease is still ours: a worker that took over after it ran out wins.
+    const updated = await tx.query(
+      `UPDATE deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, last_status = $5, last_error = $6, lease_owner = NULL, lease_until = NULL, updated_at = $7
+        WHERE id = $1 AND status = 'delivering' AND lease_owner = $8`,
+      [delivery.id, status, attempt, new Date(now.getTime() + (delay ?? 0)), outcome.status ?? null, outcome.error ?? null, now, owner],
+    );
+    if (updated.rowCount === 0) return;
+    const attemptId = newId('deliveryAttempt', runtime);
+    const sealed = outcome.body && outcome.body.length > 0 ? await vault.workspace(tx).seal({ table: 'delivery_attempts', rowId: attemptId, column: 'response_body' }, outcome.body.subarray(0, options.keepResponseBytes)) : null;
     await tx.query(
-      `UPDATE deliveries SET status = $2, attempt_count = $3, next_attempt_at = $4, last_status = $5, last_error = $6, lease_owner = NULL, lease_until = NULL, updated_at = $7 WHERE id = $1`,
-      [delivery.id, status, attempt, new Date(now.getTime() + (delay ?? 0)), outcome.status ?? null, outcome.error ?? null, now],
+      `INSERT INTO delivery_attempts (workspace_id, id, delivery_id, attempt, started_at, duration_ms, status, error, response_body)
+       VALUES ($1, $2, $3, (SELECT count(*) + 1 FROM delivery_attempts WHERE delivery_id = $3), $4, $5, $6, $7, $8)`,
+      [tx.workspaceId, attemptId, delivery.id, outcome.startedAt, outcome.durationMs, outcome.status ?? null, outcome.error ?? null, sealed],
     );
     if (success) {
       // One statement: the old row (the self-join) says whether this success ends a failing period.
@@ -214,12 +222,7 @@ export function createDeliveryEngine(deps: {
       const code = error instanceof BulkheadError ? error.code : 'egress_failed';
       outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
     }
-    await withWorkspace(claimed.workspace_id, async (tx) => {
-      const current = (await tx.query<DeliveryRow>('SELECT id, event_id, destination_id, status, attempt_count, lease_owner FROM deliveries WHERE id = $1 FOR UPDATE', [claimed.id])).rows[0];
-      // Another worker took over after our lease ran out: its result wins.
-      if (current?.status !== 'delivering' || current.lease_owner !== owner) return;
-      await record(tx, current, prepared.eventType, outcome);
-    });
+    await withWorkspace(claimed.workspace_id, (tx) => record(tx, prepared.delivery, prepared.eventType, outcome));
   }
 
   function track(c: Claimed): Promise<void> {

@@ -132,6 +132,15 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
     ]);
   }
 
+  async function activeSecretRows(tx: WorkspaceTx, id: string): Promise<{ secret: string; expiresAt: string | null }[]> {
+    const { rows } = await tx.query<{ id: string; secret: Uint8Array; expires_at: Date | null }>(
+      'SELECT id, secret, expires_at FROM destination_secrets WHERE destination_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id DESC',
+      [id, runtime.now()],
+    );
+    const sealer = vault.workspace(tx);
+    return Promise.all(rows.map(async (r) => ({ secret: await sealer.openText(secretPlace(r.id), r.secret), expiresAt: r.expires_at?.toISOString() ?? null })));
+  }
+
   return {
     /** Checks run before the transaction (the URL check resolves DNS). */
     validate,
@@ -191,13 +200,11 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
     /** The secrets that sign right now: the current one, and previous ones inside their overlap. */
     async signingSecrets(tx: WorkspaceTx, id: string): Promise<{ secret: string; expiresAt: string | null }[]> {
       await find(tx, id);
-      const { rows } = await tx.query<{ id: string; secret: Uint8Array; expires_at: Date | null }>(
-        'SELECT id, secret, expires_at FROM destination_secrets WHERE destination_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id DESC',
-        [id, runtime.now()],
-      );
-      const sealer = vault.workspace(tx);
-      return Promise.all(rows.map(async (r) => ({ secret: await sealer.openText(secretPlace(r.id), r.secret), expiresAt: r.expires_at?.toISOString() ?? null })));
+      return activeSecretRows(tx, id);
     },
+
+    /** The secrets that sign now, newest first (the engine's path: the destination is known to exist). */
+    activeSecrets: async (tx: WorkspaceTx, id: string): Promise<string[]> => (await activeSecretRows(tx, id)).map((s) => s.secret),
 
     async rotateSecret(tx: WorkspaceTx, ctx: ActionContext, id: string, overlapSeconds: number): Promise<{ secret: string; previousExpiresAt: string }> {
       await find(tx, id, true);
