@@ -13,7 +13,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
-import { createTxGroups } from '../db/tx-groups.js';
 import type { EgressClient } from '../egress/client.js';
 import { BulkheadError } from '../errors.js';
 import { emitOperationalEvent, type OperationalEvent } from '../events/operational.js';
@@ -103,8 +102,6 @@ export function createDeliveryEngine(deps: {
   const inflight = new Map<string, Promise<void>>();
 
   const inflightByDestination = new Map<string, number>();
-  // Reads before and records after attempts of one workspace share transactions (group commit).
-  const groups = createTxGroups(withWorkspace, 64);
   const claimOptions = {
     owner,
     perDestination: options.perDestination,
@@ -119,7 +116,7 @@ export function createDeliveryEngine(deps: {
 
   /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
   async function prepare(claimed: Claimed) {
-    return groups.run(claimed.workspace_id, async (tx) => {
+    return withWorkspace(claimed.workspace_id, async (tx) => {
       const row = (await tx.query<DeliveryRow & { type: string; payload: Uint8Array; event_created_at: Date; url: string; headers: Record<string, string> }>(
         `SELECT d.id, d.event_id, d.destination_id, d.status, d.attempt_count, d.lease_owner, e.type, e.payload, e.created_at AS event_created_at, dst.url, dst.headers
            FROM deliveries d
@@ -225,7 +222,7 @@ export function createDeliveryEngine(deps: {
       const code = error instanceof BulkheadError ? error.code : 'egress_failed';
       outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
     }
-    await groups.run(claimed.workspace_id, (tx) => record(tx, prepared.delivery, prepared.eventType, outcome));
+    await withWorkspace(claimed.workspace_id, (tx) => record(tx, prepared.delivery, prepared.eventType, outcome));
   }
 
   function track(c: Claimed): Promise<void> {
