@@ -1,0 +1,310 @@
+/**
+ * The sandbox service: a bounded queue in front of a pool of worker threads, each running one
+ * execution at a time in a fresh QuickJS runtime. A watchdog on the main thread terminates a
+ * worker that overruns its execution's wall time by more than a grace period; a crashed or
+ * terminated worker fails only its own execution and is replaced on demand.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { type CompileResult, type Language, createCompiler } from './compile.js';
+import { loadQuickJS } from './engine.js';
+import { type SandboxLimits, defaultLimits, resolveLimits } from './limits.js';
+import type { ExecutionOutcome, ExecutionRequest, FromWorker, HostCallAnswer, RunResult, SandboxErrorCode, ToWorker } from './types.js';
+
+/**
+ * Throw this from a host function to pass `message` into the guest as the rejection of its
+ * call. Any other error reaches the guest only as "host call failed", so host internals (and
+ * anything secret they might mention) never cross into tenant code or its logs.
+ */
+export class HostCallError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostCallError';
+  }
+}
+
+export type HostFunction = (name: string, args: unknown, options: { readonly signal: AbortSignal }) => Promise<unknown>;
+
+export interface RunRequest {
+  /** JavaScript as returned by `compile` (TypeScript already stripped). */
+  readonly code: string;
+  /** The function the code defines and the sandbox calls as `entry(input, ctx)`. */
+  readonly entry?: string;
+  readonly input: unknown;
+  /** Non-secret configuration, exposed deep-frozen as `ctx.config`. */
+  readonly config?: Readonly<Record<string, unknown>>;
+  /** Granted capability names, e.g. `connections.slack.request`. */
+  readonly capabilities?: readonly string[];
+  /** Answers granted capability calls. Required when capabilities are granted. */
+  readonly call?: HostFunction;
+  /** Tightens or loosens the sandbox's limits for this execution. */
+  readonly limits?: Partial<SandboxLimits>;
+}
+
+export interface SandboxOptions {
+  /** Worker threads; default `os.availableParallelism()`, at least 1. */
+  readonly poolSize?: number;
+  readonly limits?: Partial<SandboxLimits>;
+  /** Executions waiting for a worker before `run` answers `queue_full`. */
+  readonly maxQueue?: number;
+  /** How long past an execution's wall time limit the watchdog waits before terminating the worker. */
+  readonly watchdogGraceMs?: number;
+  /** Largest source `compile` accepts. */
+  readonly maxSourceBytes?: number;
+  /** How long a new worker may take to load QuickJS. */
+  readonly workerStartupMs?: number;
+  /** Internal (tests): an alternative worker entry (plain JavaScript) speaking the same protocol. */
+  readonly workerUrl?: URL;
+}
+
+export interface SandboxStats {
+  readonly workers: number;
+  readonly busy: number;
+  readonly queued: number;
+  readonly started: number;
+  readonly crashed: number;
+}
+
+export interface Sandbox {
+  compile(source: string, language: Language): Promise<CompileResult>;
+  run(request: RunRequest): Promise<RunResult>;
+  stats(): SandboxStats;
+  close(): Promise<void>;
+}
+
+interface Job {
+  readonly id: number;
+  readonly request: ExecutionRequest;
+  readonly granted: ReadonlySet<string>;
+  readonly call: HostFunction | undefined;
+  readonly resolve: (result: RunResult) => void;
+  readonly abort: AbortController;
+  startedAt: number;
+  calls: number;
+}
+
+interface Slot {
+  readonly worker: Worker;
+  ready: boolean;
+  job: Job | undefined;
+  timer: NodeJS.Timeout | undefined;
+  killedByWatchdog: boolean;
+  gone: boolean;
+}
+
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/u;
+const FORBIDDEN_SEGMENTS = new Set(['__proto__', 'prototype', 'constructor', 'then']);
+
+function validateCapability(name: string): void {
+  const parts = name.split('.');
+  const valid = parts.every((p) => IDENTIFIER.test(p) && !FORBIDDEN_SEGMENTS.has(p))
+    && parts[0] !== 'config' && parts[0] !== 'log'
+    && (parts[0] === 'connections' ? parts.length === 3 : parts.length >= 1);
+  if (!valid) throw new TypeError(`invalid capability name ${JSON.stringify(name)}`);
+}
+
+function toJson(value: unknown, what: string): string {
+  const json = JSON.stringify(value);
+  if (typeof json !== 'string') return 'null';
+  if (what === 'config' && (value === null || typeof value !== 'object' || Array.isArray(value))) throw new TypeError('config must be a plain object');
+  return json;
+}
+
+function defaultWorker(): { script: URL | string; eval: boolean } {
+  if (!import.meta.url.endsWith('.ts')) return { script: new URL('./worker.js', import.meta.url), eval: false };
+  // Running from the TypeScript sources (tests): a worker does not inherit the parent's loader,
+  // and `--import tsx` in a worker's execArgv does not apply to its entry, so register tsx first.
+  const entry = new URL('./worker.ts', import.meta.url).href;
+  return { script: `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`, eval: true };
+}
+
+export function createSandbox(options: SandboxOptions = {}): Sandbox {
+  const poolSize = Math.max(1, options.poolSize ?? availableParallelism());
+  const limits = resolveLimits(defaultLimits, options.limits);
+  const maxQueue = options.maxQueue ?? 1_000;
+  const graceMs = options.watchdogGraceMs ?? 2_000;
+  const startupMs = options.workerStartupMs ?? 30_000;
+  const workerEntry = options.workerUrl === undefined ? defaultWorker() : { script: options.workerUrl, eval: false };
+  const compile = createCompiler(loadQuickJS, { maxSourceBytes: options.maxSourceBytes ?? 256 * 1024 });
+  const slots = new Set<Slot>();
+  const queue: Job[] = [];
+  let nextId = 1;
+  let closed = false;
+  let started = 0;
+  let crashed = 0;
+  let startupFailures = 0;
+
+  const finish = (job: Job, outcome: ExecutionOutcome | { ok: false; code: SandboxErrorCode; message: string }): void => {
+    job.abort.abort();
+    const durationMs = job.startedAt === 0 ? 0 : performance.now() - job.startedAt;
+    if ('code' in outcome) {
+      job.resolve({ ok: false, error: { code: outcome.code, message: outcome.message }, logs: [], durationMs, calls: job.calls });
+      return;
+    }
+    if (!outcome.ok) {
+      job.resolve({ ok: false, error: outcome.error, logs: outcome.logs, durationMs, calls: outcome.calls });
+      return;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(outcome.outputJson);
+    } catch {
+      job.resolve({ ok: false, error: { code: 'runtime_error', message: 'the result is not valid JSON' }, logs: outcome.logs, durationMs, calls: outcome.calls });
+      return;
+    }
+    job.resolve({ ok: true, value, logs: outcome.logs, durationMs, calls: outcome.calls });
+  };
+
+  const answer = (slot: Slot, job: Job, callId: number, result: HostCallAnswer): void => {
+    if (slot.gone || slot.job !== job) return;
+    const message: ToWorker = { type: 'answer', id: job.id, callId, answer: result };
+    slot.worker.postMessage(message);
+  };
+
+  const onCall = (slot: Slot, job: Job, callId: number, name: string, argsJson: string): void => {
+    // The worker checks grants and counts already; checking again here keeps the host function
+    // behind a second, independent gate.
+    if (!job.granted.has(name) || job.call === undefined) {
+      answer(slot, job, callId, { ok: false, message: `capability ${name} is not granted` });
+      return;
+    }
+    if (job.calls >= job.request.limits.hostCalls) {
+      answer(slot, job, callId, { ok: false, message: `host call limit of ${job.request.limits.hostCalls} reached` });
+      return;
+    }
+    job.calls++;
+    const call = job.call;
+    void (async (): Promise<HostCallAnswer> => {
+      try {
+        const result = await call(name, JSON.parse(argsJson), { signal: job.abort.signal });
+        const json = JSON.stringify(result) as string | undefined; // undefined for undefined and functions
+        return { ok: true, json: json ?? 'null' };
+      } catch (error) {
+        return { ok: false, message: error instanceof HostCallError ? error.message : 'host call failed' };
+      }
+    })().then((result) => { answer(slot, job, callId, result); });
+  };
+
+  const release = (slot: Slot): void => {
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    slot.job = undefined;
+  };
+
+  const spawn = (): void => {
+    started++;
+    const worker = new Worker(workerEntry.script, {
+      eval: workerEntry.eval,
+      execArgv: [],
+      // The guest's stack lives in WASM memory but its frames also use this native stack.
+      resourceLimits: { stackSizeMb: 8, maxOldGenerationSizeMb: 256 },
+      stdout: false,
+      stderr: false,
+    });
+    worker.unref();
+    const slot: Slot = { worker, ready: false, job: undefined, timer: undefined, killedByWatchdog: false, gone: false };
+    slots.add(slot);
+    slot.timer = setTimeout(() => { void worker.terminate(); }, startupMs);
+    slot.timer.unref();
+    worker.on('message', (message: FromWorker) => {
+      if (message.type === 'ready') {
+        clearTimeout(slot.timer);
+        slot.timer = undefined;
+        slot.ready = true;
+        startupFailures = 0;
+        dispatch();
+      } else if (message.type === 'call') {
+        if (slot.job?.id === message.id) onCall(slot, slot.job, message.callId, message.name, message.argsJson);
+      } else {
+        const job = slot.job;
+        if (job?.id !== message.id) return;
+        release(slot);
+        finish(job, message.outcome);
+        dispatch();
+      }
+    });
+    worker.on('error', () => { /* followed by 'exit', which does the bookkeeping */ });
+    worker.on('exit', () => {
+      slot.gone = true;
+      slots.delete(slot);
+      const job = slot.job;
+      if (!slot.ready && job === undefined && !closed) startupFailures++;
+      release(slot);
+      if (job !== undefined) {
+        crashed++;
+        if (slot.killedByWatchdog) finish(job, { ok: false, code: 'timeout', message: `execution exceeded the wall time limit of ${job.request.limits.wallTimeMs} ms and its worker was terminated` });
+        else finish(job, { ok: false, code: 'crashed', message: 'the sandbox worker running this execution crashed' });
+      }
+      if (startupFailures >= 3) {
+        // The engine cannot start at all: fail what waits instead of respawning forever.
+        for (const waiting of queue.splice(0)) finish(waiting, { ok: false, code: 'crashed', message: 'sandbox workers fail to start' });
+        startupFailures = 0;
+      }
+      dispatch();
+    });
+  };
+
+  const dispatch = (): void => {
+    if (closed) return;
+    for (const slot of slots) {
+      if (queue.length === 0) break;
+      if (!slot.ready || slot.job !== undefined || slot.gone) continue;
+      const job = queue.shift() as Job;
+      slot.job = job;
+      job.startedAt = performance.now();
+      slot.timer = setTimeout(() => {
+        slot.killedByWatchdog = true;
+        void slot.worker.terminate();
+      }, job.request.limits.wallTimeMs + graceMs);
+      const message: ToWorker = { type: 'run', id: job.id, request: job.request };
+      slot.worker.postMessage(message);
+    }
+    const starting = [...slots].filter((s) => !s.ready && !s.gone && s.job === undefined).length;
+    let missing = Math.min(queue.length - starting, poolSize - slots.size);
+    while (missing-- > 0) spawn();
+  };
+
+  return {
+    compile,
+
+    run(request: RunRequest): Promise<RunResult> {
+      if (closed) return Promise.reject(new Error('the sandbox is closed'));
+      const entry = request.entry ?? 'transform';
+      if (!IDENTIFIER.test(entry)) throw new TypeError(`invalid entry name ${JSON.stringify(entry)}`);
+      const capabilities = [...new Set(request.capabilities ?? [])];
+      capabilities.forEach(validateCapability);
+      if (capabilities.length > 0 && request.call === undefined) throw new TypeError('capabilities granted without a call function');
+      const jobLimits = resolveLimits(limits, request.limits);
+      const inputJson = toJson(request.input, 'input');
+      const configJson = toJson(request.config ?? {}, 'config');
+      const refuse = (code: SandboxErrorCode, message: string): Promise<RunResult> => Promise.resolve({ ok: false, error: { code, message }, logs: [], durationMs: 0, calls: 0 });
+      if (Buffer.byteLength(inputJson) > jobLimits.inputBytes) return refuse('input_too_large', `the input exceeds ${jobLimits.inputBytes} bytes of JSON`);
+      if (Buffer.byteLength(configJson) > jobLimits.inputBytes) return refuse('input_too_large', `the config exceeds ${jobLimits.inputBytes} bytes of JSON`);
+      if (queue.length >= maxQueue) return refuse('queue_full', `the sandbox queue is full (${maxQueue} executions waiting)`);
+      return new Promise<RunResult>((resolve) => {
+        queue.push({
+          id: nextId++,
+          request: { code: request.code, entry, inputJson, configJson, capabilities, limits: jobLimits },
+          granted: new Set(capabilities),
+          call: request.call,
+          resolve,
+          abort: new AbortController(),
+          startedAt: 0,
+          calls: 0,
+        });
+        dispatch();
+      });
+    },
+
+    stats(): SandboxStats {
+      return { workers: slots.size, busy: [...slots].filter((s) => s.job !== undefined).length, queued: queue.length, started, crashed };
+    },
+
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      for (const job of queue.splice(0)) finish(job, { ok: false, code: 'crashed', message: 'the sandbox was closed' });
+      await Promise.all([...slots].map((slot) => slot.worker.terminate()));
+    },
+  };
+}
