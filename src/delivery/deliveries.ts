@@ -1,4 +1,5 @@
 /** Reading deliveries (the engine that attempts them arrives in delivery/engine.ts). */
+import { mapSerially } from '../db/serially.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import type { Vault } from '../vault/vault.js';
@@ -87,14 +88,14 @@ export const deliveryReader = {
       [deliveryId],
     );
     const sealer = vault.workspace(tx);
-    return Promise.all(rows.map(async (r) => ({
+    return mapSerially(rows, async (r) => ({
       attempt: r.attempt,
       startedAt: r.started_at.toISOString(),
       durationMs: r.duration_ms,
       status: r.status,
       error: r.error,
       responseBody: r.response_body ? (await sealer.open({ table: 'delivery_attempts', rowId: r.id, column: 'response_body' }, r.response_body)).toString('utf8') : null,
-    })));
+    }));
   },
 
   /** Puts a finished delivery back in the queue for one more round of attempts (same webhook-id). */

@@ -8,6 +8,7 @@
  * different body is `idempotency_key_reused`. Concurrent requests with one key serialise on the
  * key's row (the second waits for the first to commit, then sees it).
  */
+import { mapSerially } from '../db/serially.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../audit/chain.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
@@ -113,7 +114,7 @@ export async function writeEvents(
   const now = deps.runtime.now();
   const sealer = deps.vault.workspace(tx);
   const ids = items.map(() => newId('event', deps.runtime));
-  const sealed = await Promise.all(items.map((item, i) => sealer.seal(payloadPlace(ids[i] as string), item.json)));
+  const sealed = await mapSerially(items.map((item, i) => ({ item, id: ids[i] as string })), ({ item, id }) => sealer.seal(payloadPlace(id), item.json));
   await tx.query(
     `INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at)
      SELECT $1, e.id, e.type, e.resource, e.resource_id, decode(e.payload, 'hex'), e.payload_bytes, e.idempotency_key, $2
@@ -296,7 +297,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
         [after ?? null, q.type ?? null, q.resource ?? null, q.since ?? null, q.until ?? null, q.limit + 1],
       );
       const page = toPage(rows, q.limit, (r) => r.id, (r) => r);
-      return { data: await Promise.all(page.data.map((r) => eventView(tx, r))), nextCursor: page.nextCursor };
+      return { data: await mapSerially(page.data, (r) => eventView(tx, r)), nextCursor: page.nextCursor };
     },
 
     async get(tx: WorkspaceTx, id: string): Promise<EventView> {

@@ -4,6 +4,7 @@
  * secret rotates with an overlap during which the previous one still verifies. The secret is
  * returned once, when Bulkhead generated it (a pasted provider secret is never echoed back).
  */
+import { mapSerially } from '../db/serially.js';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
 import { advisoryLockKey } from '../db/locks.js';
@@ -236,7 +237,7 @@ export function createInboundSources(deps: { vault: Vault; runtime: Runtime; pub
         [id, runtime.now(), MAX_LIVE_SECRETS],
       );
       const sealer = vault.workspace(tx);
-      const secrets = await Promise.all(rows.map((r) => sealer.openText(secretPlace(r.id), r.secret)));
+      const secrets = await mapSerially(rows, (r) => sealer.openText(secretPlace(r.id), r.secret));
       return { id: row.id, scheme: row.scheme, eventType: row.event_type, toleranceSeconds: row.tolerance_seconds, hmac: row.hmac, secrets };
     },
 

@@ -4,6 +4,7 @@
  * signing alongside the new one for an overlap (default 24 h) so receivers can switch without
  * dropping a delivery. URLs are checked against the egress policy when saved (and again at send).
  */
+import { mapSerially } from '../db/serially.js';
 import { randomBytes } from 'node:crypto';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
@@ -138,7 +139,7 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
       [id, runtime.now()],
     );
     const sealer = vault.workspace(tx);
-    return Promise.all(rows.map(async (r) => ({ secret: await sealer.openText(secretPlace(r.id), r.secret), expiresAt: r.expires_at?.toISOString() ?? null })));
+    return mapSerially(rows, async (r) => ({ secret: await sealer.openText(secretPlace(r.id), r.secret), expiresAt: r.expires_at?.toISOString() ?? null }));
   }
 
   return {
