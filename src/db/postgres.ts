@@ -2,6 +2,7 @@
  * PostgreSQL through `pg` pools: one for the schema owner and, when DATABASE_APP_URL is set, a
  * second one logged in as (a member of) the application role for tenant transactions.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
 
@@ -21,10 +22,28 @@ function getTypeParser(oid: number, format?: 'text' | 'binary'): (value: string)
   return builtin(oid, format ?? 'text');
 }
 
+/**
+ * Statements with parameters are prepared once per connection and reused by name: PostgreSQL
+ * then parses and plans each of our (fixed) statement texts once per connection instead of on
+ * every call — on the delivery path that was more of the database's work than executing them.
+ * Names come from the text; past a bound (a runaway of dynamic texts) statements run unnamed.
+ */
+const statementNames = new Map<string, string>();
+const MAX_NAMED_STATEMENTS = 2000;
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `bk_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
 function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R extends object>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-      const result = await client.query<R & pg.QueryResultRow>(text, params as unknown[]);
+      const name = params.length > 0 ? statementName(text) : undefined;
+      const result = await client.query<R & pg.QueryResultRow>(name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] });
       return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
     },
     async exec(script: string): Promise<void> {
