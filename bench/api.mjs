@@ -63,19 +63,20 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
     env.BULKHEAD_DB_APP_ROLE = `${database.name}_app`;
   }
   const server = await startChild([...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
-  const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
-  const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
-  return {
-    ...server,
-    adminToken: env.BULKHEAD_ADMIN_TOKEN,
-    healthzMs,
-    readyzMs,
-    async cleanup() {
-      await server.stop();
-      await rm(dataDir, { recursive: true, force: true });
-      await database?.drop(env.BULKHEAD_DB_APP_ROLE);
-    },
+  const cleanup = async () => {
+    await server.stop();
+    await rm(dataDir, { recursive: true, force: true });
+    await database?.drop(env.BULKHEAD_DB_APP_ROLE);
   };
+  try {
+    const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
+    const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
+    return { ...server, adminToken: env.BULKHEAD_ADMIN_TOKEN, healthzMs, readyzMs, cleanup };
+  } catch (error) {
+    // A server that never became ready must not outlive the run (nor its database).
+    await cleanup();
+    throw error;
+  }
 }
 
 async function provision(bulkhead) {
