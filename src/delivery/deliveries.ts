@@ -1,6 +1,6 @@
 /** Reading deliveries (the engine that attempts them arrives in delivery/engine.ts). */
-import { mapSerially } from '../db/serially.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
+import { mapSerially } from '../db/serially.js';
 import { BulkheadError, notFound } from '../errors.js';
 import type { Vault } from '../vault/vault.js';
 import { idPattern, isId } from '../ids.js';

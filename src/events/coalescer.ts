@@ -24,11 +24,11 @@ interface Lane {
   readonly workspaceId: string;
   readonly limits: EventLimits;
   waiting: Waiting[];
-  /** Groups in progress, at most `maxActive` (1 keeps the quota check exact in this process). */
-  active: number;
+  /** A group is in progress. One at a time per lane keeps the quota check exact in this process. */
+  busy: boolean;
 }
 
-export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; events: EventService; maxGroup: number; maxActive: number }) {
+export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; events: EventService; maxGroup: number }) {
   // One lane per workspace and limits (limits come from the caller's tenant and are the same
   // for every key of a workspace, but keying on them keeps a group honest if they ever differ).
   const lanes = new Map<string, Lane>();
@@ -64,8 +64,8 @@ export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; even
         else item.resolve(result);
       }
     }
-    lane.active -= 1;
-    if (lane.active === 0) lanes.delete(key);
+    lane.busy = false;
+    lanes.delete(key);
   }
 
   return {
@@ -74,14 +74,14 @@ export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; even
       const key = `${workspaceId}|${String(limits.maxPayloadBytes)}|${String(limits.eventsPerMonth)}`;
       let lane = lanes.get(key);
       if (!lane) {
-        lane = { workspaceId, limits, waiting: [], active: 0 };
+        lane = { workspaceId, limits, waiting: [], busy: false };
         lanes.set(key, lane);
       }
       const promise = new Promise<IngestResult>((resolve, reject) => {
         (lane).waiting.push({ input, resolve, reject });
       });
-      if (lane.active < deps.maxActive) {
-        lane.active += 1;
+      if (!lane.busy) {
+        lane.busy = true;
         void drain(key, lane);
       }
       return promise;

@@ -8,9 +8,9 @@
  * different body is `idempotency_key_reused`. Concurrent requests with one key serialise on the
  * key's row (the second waits for the first to commit, then sees it).
  */
-import { mapSerially } from '../db/serially.js';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../audit/chain.js';
+import { mapSerially } from '../db/serially.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';

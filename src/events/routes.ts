@@ -45,7 +45,7 @@ const Attempt = Type.Object({ attempt: Type.Integer(), startedAt: Timestamp, dur
 export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; events: EventService; config: Config; vault: Vault; now: () => Date; onIngested?: () => void }): void {
   const { withWorkspace, events, config } = deps;
   // Concurrent single events of one workspace share a commit (see coalescer.ts); each still gets its own answer.
-  const coalescer = createIngestCoalescer({ withWorkspace, events, maxGroup: 500, maxActive: 1 });
+  const coalescer = createIngestCoalescer({ withWorkspace, events, maxGroup: 500 });
   const security = [{ apiKey: [] }];
   const limitsOf = (request: FastifyRequest): EventLimits => {
     const p = principalOf(request);

@@ -4,10 +4,10 @@
  * secret rotates with an overlap during which the previous one still verifies. The secret is
  * returned once, when Bulkhead generated it (a pasted provider secret is never echoed back).
  */
-import { mapSerially } from '../db/serially.js';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
 import { advisoryLockKey } from '../db/locks.js';
+import { mapSerially } from '../db/serially.js';
 import { enforceCountLimit } from '../limits/count-limit.js';
 import { onUniqueViolation } from '../db/errors.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';

@@ -18,3 +18,6 @@ CREATE INDEX deliveries_in_flight ON deliveries (workspace_id, destination_id, l
 -- A destination's due deliveries, oldest first: an ordered scan that stops after the few a claim
 -- takes, however long the backlog (the claim asks for waiting and expired rows separately).
 CREATE INDEX deliveries_waiting ON deliveries (workspace_id, destination_id, next_attempt_at, id) WHERE status IN ('pending', 'retrying');
+-- Superseded by the two above (waiting rows, rows in flight); kept, it would be maintained on every
+-- insert and status change of the hottest table for nothing.
+DROP INDEX deliveries_queue;

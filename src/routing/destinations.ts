@@ -4,10 +4,10 @@
  * signing alongside the new one for an overlap (default 24 h) so receivers can switch without
  * dropping a delivery. URLs are checked against the egress policy when saved (and again at send).
  */
-import { mapSerially } from '../db/serially.js';
 import { randomBytes } from 'node:crypto';
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
+import { mapSerially } from '../db/serially.js';
 import { enforceCountLimit } from '../limits/count-limit.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
