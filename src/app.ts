@@ -49,6 +49,15 @@ import { registerRoutingRoutes } from './routing/routes.js';
 import { refreshJob, resealJob, startJobs } from './jobs/background.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
 import { createInbound, MAX_SOURCES_PER_WORKSPACE, registerInboundRoutes } from './inbound/index.js';
+import { createSandbox } from './sandbox/index.js';
+import { createExecutionRunner, type ExecutionRunner } from './executions/runner.js';
+import { cronJob } from './executions/scheduler.js';
+import { executionRetentionJob } from './executions/retention.js';
+import { registerExecutionRoutes } from './executions/routes.js';
+import { createExecutionStore } from './executions/store.js';
+import { createInstanceService } from './integrations/instances.js';
+import { createIntegrationService } from './integrations/integrations.js';
+import { registerInstanceRoutes, registerIntegrationCatalogRoutes, registerIntegrationRoutes } from './integrations/routes.js';
 
 export interface CoreOptions {
   readonly config: Config;
@@ -87,7 +96,17 @@ export function createCore(options: CoreOptions) {
   const oauthFlow = createOAuthFlow({ withWorkspace, vault, sessions, providers, connections, tokens, runtime, stateSecret: secrets.apiKeyPepper, publicUrl, maxConnections });
   const events = createEventService({ vault, runtime });
   const relayLog = createRelayLog({ withWorkspace, runtime, flushMs: 1_000, onError: (error) => { logger.warn({ err: error }, 'could not write the relay log'); } });
+  // Worker threads start on the first execution: an API-only process only ever parses code.
+  const sandbox = createSandbox({
+    ...(config.sandboxPoolSize > 0 ? { poolSize: config.sandboxPoolSize } : {}),
+    limits: { memoryBytes: config.sandboxMemoryMb * 1024 * 1024, cpuTimeMs: config.sandboxCpuMs, wallTimeMs: config.sandboxWallMs },
+    maxQueue: config.sandboxMaxQueue,
+  });
   return {
+    sandbox,
+    executions: createExecutionStore({ vault, runtime }),
+    integrations: createIntegrationService({ withPlatform, runtime, compile: (source, language) => sandbox.compile(source, language) }),
+    instances: createInstanceService({ vault, runtime }),
     placement,
     withWorkspace,
     withPlatform,
@@ -146,6 +165,7 @@ export interface App {
   readonly http: HttpServer;
   readonly core: Core;
   readonly engine: DeliveryEngine;
+  readonly runner: ExecutionRunner;
   close(): Promise<void>;
 }
 
@@ -168,9 +188,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections });
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
-    registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
+    registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, compile: (source, language) => core.sandbox.compile(source, language), limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
     // In the `all` role the engine is in this process: a committed event wakes it at once.
-    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now(), onIngested: () => { engine.wake(); } });
+    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now(), onIngested: () => { engine.wake(); runner.wake(); } });
+    registerIntegrationRoutes(http, { integrations: core.integrations });
+    registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations: core.integrations });
+    registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances: core.instances, limits: { instances: config.instancesPerWorkspace } });
+    registerExecutionRoutes(http, { withWorkspace: core.withWorkspace, executions: core.executions });
     registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();
@@ -196,7 +220,21 @@ export async function buildApp(options: AppOptions): Promise<App> {
       circuitCooldownMs: config.circuitCooldownMs,
     },
   });
-  if (options.role !== 'api' && options.startJobs !== false) engine.start();
+  const runner = createExecutionRunner({
+    withPlatform: core.withPlatform,
+    withWorkspace: core.withWorkspace,
+    vault: core.vault,
+    sandbox: core.sandbox,
+    relay: core.relay,
+    runtime,
+    logger,
+    options: { concurrency: config.executionConcurrency, leaseMs: config.executionLeaseMs, pollMs: config.workerPollMs },
+    onDeliveries: () => { engine.wake(); },
+  });
+  if (options.role !== 'api' && options.startJobs !== false) {
+    engine.start();
+    runner.start();
+  }
   const jobs =
     options.role === 'api' || options.startJobs === false
       ? undefined
@@ -204,6 +242,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
           [
             refreshJob({ withPlatform: core.withPlatform, connections: core.connections, runtime, intervalMs: config.jobIntervalMs }),
             resealJob({ resealer: core.resealer, intervalMs: config.jobIntervalMs * 6 }),
+            // Cron has minute resolution: a look every few seconds fires each slot within seconds of its time.
+            executionRetentionJob({ withPlatform: core.withPlatform, withWorkspace: core.withWorkspace, runtime, defaultDays: config.executionRetentionDays, intervalMs: config.jobIntervalMs * 30 }),
+            cronJob({ withPlatform: core.withPlatform, withWorkspace: core.withWorkspace, runtime, intervalMs: Math.min(config.jobIntervalMs, 5_000), onQueued: () => { runner.wake(); } }),
           ],
           logger,
         );
@@ -212,13 +253,18 @@ export async function buildApp(options: AppOptions): Promise<App> {
     http,
     core,
     engine,
+    runner,
     async close() {
       await http.close();
-      if (options.role !== 'api' && options.startJobs !== false) await engine.stop();
+      if (options.role !== 'api' && options.startJobs !== false) {
+        await runner.stop();
+        await engine.stop();
+      }
       await jobs?.stop();
       await core.lastUsed.stop();
       await core.relayLog.stop();
       await core.egress.close();
+      await core.sandbox.close();
     },
   };
 }

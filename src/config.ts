@@ -63,6 +63,15 @@ export interface Config {
   /** Absent: the address the server actually listens on (known only after listen). */
   readonly publicUrl: string | undefined;
   readonly connectionsPerWorkspace: number;
+  readonly sandboxPoolSize: number;
+  readonly sandboxMemoryMb: number;
+  readonly sandboxCpuMs: number;
+  readonly sandboxWallMs: number;
+  readonly sandboxMaxQueue: number;
+  readonly executionConcurrency: number;
+  readonly executionLeaseMs: number;
+  readonly executionRetentionDays: number;
+  readonly instancesPerWorkspace: number;
 }
 
 export class ConfigError extends Error {
@@ -196,6 +205,15 @@ export const settings = {
   circuitCooldownMs: { name: 'BULKHEAD_CIRCUIT_COOLDOWN_MS', description: 'First cool-down of an open circuit; it doubles with each failed probe, up to 32 times this', default: '30000', parse: integer(100, 3_600_000) },
   destinationDisableAfterMs: { name: 'BULKHEAD_DESTINATION_DISABLE_AFTER_MS', description: 'A destination failing without a single success for this long is disabled (default 5 days)', default: String(5 * 86_400_000), parse: integer(60_000, 365 * 86_400_000) },
   retrySchedule: { name: 'BULKHEAD_RETRY_SCHEDULE', description: 'Delays in seconds before each retry after the first attempt (`1,1,1` means 4 attempts in all)', default: DEFAULT_RETRY_SCHEDULE_SECONDS.join(','), parse: parseRetrySchedule },
+  sandboxPoolSize: { name: 'BULKHEAD_SANDBOX_POOL_SIZE', description: 'Worker threads running tenant code (transforms, template steps); 0 means one per core', default: '0', parse: integer(0, 256) },
+  sandboxMemoryMb: { name: 'BULKHEAD_SANDBOX_MEMORY_MB', description: 'Memory limit of one sandboxed execution (its own QuickJS runtime)', default: '16', parse: integer(2, 1024) },
+  sandboxCpuMs: { name: 'BULKHEAD_SANDBOX_CPU_MS', description: 'CPU time one sandboxed execution may use before it is interrupted', default: '1000', parse: integer(10, 60_000) },
+  sandboxWallMs: { name: 'BULKHEAD_SANDBOX_WALL_MS', description: 'Wall time of one sandboxed execution, host calls included (at least BULKHEAD_SANDBOX_CPU_MS)', default: '10000', parse: integer(100, 300_000) },
+  sandboxMaxQueue: { name: 'BULKHEAD_SANDBOX_MAX_QUEUE', description: 'Sandboxed executions waiting for a worker thread before more are refused (and retried later)', default: '1000', parse: integer(1, 1_000_000) },
+  executionConcurrency: { name: 'BULKHEAD_EXECUTION_CONCURRENCY', description: 'Executions (rule transforms, instance runs) a worker process runs at once', default: '16', parse: integer(1, 10_000) },
+  executionLeaseMs: { name: 'BULKHEAD_EXECUTION_LEASE_MS', description: 'How long a claimed execution stays with its worker; a crashed worker\'s executions run again after this (must exceed BULKHEAD_SANDBOX_WALL_MS)', default: '120000', parse: integer(1_000, 3_600_000) },
+  executionRetentionDays: { name: 'BULKHEAD_EXECUTION_RETENTION_DAYS', description: 'Days a finished execution and its step log are kept; a tenant\'s `limits.executionRetentionDays` overrides it', default: '30', parse: integer(1, 3650) },
+  instancesPerWorkspace: { name: 'BULKHEAD_INSTANCES_PER_WORKSPACE', description: 'Most integration instances per workspace', default: '100', parse: integer(1, 100_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
 
@@ -228,6 +246,12 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   if (v.deliveryLeaseMs !== undefined && v.deliveryTimeoutMs !== undefined && v.deliveryLeaseMs <= v.deliveryTimeoutMs) {
     problems.push(`BULKHEAD_DELIVERY_LEASE_MS must exceed BULKHEAD_DELIVERY_TIMEOUT_MS (${String(v.deliveryTimeoutMs)}), or a slow attempt would be claimed twice`);
+  }
+  if (v.sandboxWallMs !== undefined && v.sandboxCpuMs !== undefined && v.sandboxWallMs < v.sandboxCpuMs) {
+    problems.push(`BULKHEAD_SANDBOX_WALL_MS must be at least BULKHEAD_SANDBOX_CPU_MS (${String(v.sandboxCpuMs)})`);
+  }
+  if (v.executionLeaseMs !== undefined && v.sandboxWallMs !== undefined && v.executionLeaseMs <= v.sandboxWallMs) {
+    problems.push(`BULKHEAD_EXECUTION_LEASE_MS must exceed BULKHEAD_SANDBOX_WALL_MS (${String(v.sandboxWallMs)}), or a long execution would run twice`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -282,6 +306,15 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     egressAllowCidrs: withDefault('egressAllowCidrs'),
     publicUrl: v.publicUrl,
     connectionsPerWorkspace: withDefault('connectionsPerWorkspace'),
+    sandboxPoolSize: withDefault('sandboxPoolSize'),
+    sandboxMemoryMb: withDefault('sandboxMemoryMb'),
+    sandboxCpuMs: withDefault('sandboxCpuMs'),
+    sandboxWallMs: withDefault('sandboxWallMs'),
+    sandboxMaxQueue: withDefault('sandboxMaxQueue'),
+    executionConcurrency: withDefault('executionConcurrency'),
+    executionLeaseMs: withDefault('executionLeaseMs'),
+    executionRetentionDays: withDefault('executionRetentionDays'),
+    instancesPerWorkspace: withDefault('instancesPerWorkspace'),
   });
 }
 

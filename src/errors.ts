@@ -65,6 +65,16 @@ export const errorStatus = {
   signature_invalid: 401,
   signature_expired: 401,
   signature_replayed: 409,
+  // tenant code, integration templates, instances, executions
+  transform_syntax_error: 400,
+  template_invalid: 400,
+  config_invalid: 400,
+  binding_invalid: 400,
+  version_exists: 409,
+  version_not_newer: 409,
+  config_migration_failed: 409,
+  execution_not_failed: 409,
+  execution_retry_pending: 409,
   // database isolation (should never reach a client in normal operation)
   workspace_context_missing: 500,
   // server state

@@ -22,6 +22,9 @@ export const idPrefixes = {
   deliveryAttempt: 'att',
   inboundSource: 'inb',
   inboundSecret: 'ins',
+  integration: 'itg',
+  instance: 'ist',
+  execution: 'exe',
 } as const;
 
 export type IdKind = keyof typeof idPrefixes;

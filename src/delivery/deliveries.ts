@@ -11,9 +11,11 @@ export type DeliveryStatus = (typeof deliveryStatuses)[number];
 
 export interface DeliveryView {
   readonly id: string;
-  readonly eventId: string;
+  readonly eventId: string | null;
   readonly destinationId: string;
-  readonly ruleId: string;
+  readonly ruleId: string | null;
+  /** The execution that produced this delivery (a rule's transform, an instance's deliver step). */
+  readonly executionId: string | null;
   readonly status: DeliveryStatus;
   readonly attemptCount: number;
   readonly nextAttemptAt: string | null;
@@ -26,9 +28,10 @@ export interface DeliveryView {
 
 interface Row {
   id: string;
-  event_id: string;
+  event_id: string | null;
   destination_id: string;
-  rule_id: string;
+  rule_id: string | null;
+  execution_id: string | null;
   status: DeliveryStatus;
   attempt_count: number;
   next_attempt_at: Date;
@@ -39,12 +42,13 @@ interface Row {
   updated_at: Date;
 }
 
-const COLUMNS = 'id, event_id, destination_id, rule_id, status, attempt_count, next_attempt_at, last_status, last_error, ordering_key, created_at, updated_at';
+const COLUMNS = 'id, event_id, destination_id, rule_id, execution_id, status, attempt_count, next_attempt_at, last_status, last_error, ordering_key, created_at, updated_at';
 const view = (r: Row): DeliveryView => ({
   id: r.id,
   eventId: r.event_id,
   destinationId: r.destination_id,
   ruleId: r.rule_id,
+  executionId: r.execution_id,
   status: r.status,
   attemptCount: r.attempt_count,
   nextAttemptAt: r.status === 'pending' || r.status === 'retrying' ? r.next_attempt_at.toISOString() : null,

@@ -17,6 +17,7 @@ import type { EgressClient } from '../egress/client.js';
 import { BulkheadError } from '../errors.js';
 import { emitOperationalEvent, type OperationalEvent } from '../events/operational.js';
 import { newId, type Runtime } from '../ids.js';
+import { createClaimLoop } from '../jobs/claim-loop.js';
 import type { Logger } from '../logging.js';
 import type { DestinationService } from '../routing/destinations.js';
 import { isReservedType } from '../routing/patterns.js';
@@ -46,7 +47,7 @@ export interface EngineOptions {
 
 interface DeliveryRow {
   id: string;
-  event_id: string;
+  event_id: string | null;
   destination_id: string;
   status: string;
   attempt_count: number;
@@ -117,17 +118,21 @@ export function createDeliveryEngine(deps: {
   /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
   async function prepare(claimed: Claimed) {
     return withWorkspace(claimed.workspace_id, async (tx) => {
-      const row = (await tx.query<DeliveryRow & { type: string; payload: Uint8Array; event_created_at: Date; url: string; headers: Record<string, string> }>(
-        `SELECT d.id, d.event_id, d.destination_id, d.status, d.attempt_count, d.lease_owner, e.type, e.payload, e.created_at AS event_created_at, dst.url, dst.headers
+      const row = (await tx.query<DeliveryRow & { type: string; payload: Uint8Array; own_payload: boolean; event_created_at: Date; url: string; headers: Record<string, string> }>(
+        // A delivery made by an execution carries its own payload and type (and may have no event).
+        `SELECT d.id, d.event_id, d.destination_id, d.status, d.attempt_count, d.lease_owner,
+                COALESCE(d.event_type, e.type) AS type, COALESCE(d.payload, e.payload) AS payload, d.payload IS NOT NULL AS own_payload,
+                COALESCE(e.created_at, d.created_at) AS event_created_at, dst.url, dst.headers
            FROM deliveries d
-           JOIN events e ON e.workspace_id = d.workspace_id AND e.id = d.event_id
+           LEFT JOIN events e ON e.workspace_id = d.workspace_id AND e.id = d.event_id
            JOIN destinations dst ON dst.workspace_id = d.workspace_id AND dst.id = d.destination_id
           WHERE d.id = $1`,
         [claimed.id],
       )).rows[0];
       if (row?.status !== 'delivering' || row.lease_owner !== owner) return undefined;
-      const { type, payload: sealedPayload, event_created_at: createdAt, url, headers, ...delivery } = row;
-      const payload = await vault.workspace(tx).openText({ table: 'events', rowId: delivery.event_id, column: 'payload' }, sealedPayload);
+      const { type, payload: sealedPayload, own_payload: ownPayload, event_created_at: createdAt, url, headers, ...delivery } = row;
+      const place = ownPayload ? { table: 'deliveries', rowId: delivery.id, column: 'payload' } : { table: 'events', rowId: delivery.event_id ?? '', column: 'payload' };
+      const payload = await vault.workspace(tx).openText(place, sealedPayload);
       const secrets = await deps.destinations.activeSecrets(tx, delivery.destination_id);
       const body = `{"type":${JSON.stringify(type)},"timestamp":${JSON.stringify(createdAt.toISOString())},"data":${payload}}`;
       return { delivery, destination: { url, headers }, body, secrets, eventType: type };
@@ -246,69 +251,24 @@ export function createDeliveryEngine(deps: {
     return claimed.length;
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let stopping = false;
-  let claiming = false;
-  let again = false;
-  let started = false;
+  const loop = createClaimLoop({
+    claim,
+    run: track,
+    capacity: options.concurrency,
+    inFlight: () => inflight.size,
+    pollMs: options.pollMs,
+    onError: (error) => { deps.logger.warn({ err: error }, 'claiming deliveries failed'); },
+  });
 
-  /**
-   * One claim, then the next: at once when work was found or someone asked meanwhile (an attempt
-   * finished and freed a slot, an event was ingested in this process), after the poll interval
-   * otherwise. Never two claims at a time in one process.
-   */
-  function loop(): void {
-    if (stopping) return;
-    if (claiming) {
-      again = true;
-      return;
-    }
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    claiming = true;
-    again = false;
-    claim(options.concurrency - inflight.size)
-      .then((claimed) => {
-        for (const c of claimed) void track(c).then(wake);
-        return claimed.length > 0;
-      })
-      .catch((error: unknown) => {
-        // While the database is still opening (embedded start-up) there is simply nothing to claim yet.
-        if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.logger.warn({ err: error }, 'claiming deliveries failed');
-        return false;
-      })
-      .then((found) => {
-        claiming = false;
-        if (stopping) return;
-        const soon = (found && inflight.size < options.concurrency) || again;
-        timer = setTimeout(loop, soon ? 0 : options.pollMs);
-      }, () => undefined);
-  }
-
-  /** Asks for a claim soon (coalesced: many wake-ups while one claim runs make one more). */
-  function wake(): void {
-    if (stopping || !started) return;
-    if (claiming) again = true;
-    else if (timer) {
-      clearTimeout(timer);
-      timer = setTimeout(loop, 0);
-    }
-  }
   return {
     owner,
     runOnce,
-    start() {
-      stopping = false;
-      started = true;
-      loop();
-    },
+    start: loop.start,
     /** New work may be due (an event was just ingested in this process): claim without waiting for the poll. */
-    wake,
+    wake: loop.wake,
     /** Stops claiming, lets in-flight attempts finish (up to `graceMs`), then releases what is left. */
     async stop(graceMs = 10_000): Promise<void> {
-      stopping = true;
-      started = false;
-      if (timer) clearTimeout(timer);
+      loop.stop();
       await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
       try {
         await withPlatform((tx) =>

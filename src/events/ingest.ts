@@ -45,6 +45,8 @@ export interface EventView {
 export interface IngestResult {
   readonly event: EventView;
   readonly deliveries: number;
+  /** Executions queued (rule transforms, instance triggers); their deliveries come later. */
+  readonly executions: number;
   /** True when an idempotency key returned an earlier event. */
   readonly replayed: boolean;
 }
@@ -66,25 +68,60 @@ interface EventRow {
 const payloadPlace = (id: string) => ({ table: 'events', rowId: id, column: 'payload' });
 const requestHash = (input: EventInput) => createHash('sha256').update(canonicalJson({ type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null })).digest('hex');
 
-/** What ingest routes by: the workspace's enabled rules and its destinations, read once per request. */
+/** An enabled instance's triggers, as ingest matches them (denormalised on the instance row). */
+interface InstanceTriggers {
+  readonly id: string;
+  readonly event_patterns: string[];
+  readonly inbound_triggers: { sourceId: string; eventTypes: string[] | null; index: number }[];
+}
+
+/** What ingest routes by: the workspace's enabled rules, destinations and instances, read once per request. */
 export interface Routing {
   readonly rules: readonly RuleRow[];
   readonly destinations: ReadonlyMap<string, { enabled: boolean; eventTypes: string[] | null; ordered: boolean }>;
+  readonly instances: readonly InstanceTriggers[];
 }
 
 export async function loadRouting(tx: WorkspaceTx): Promise<Routing> {
   const rules = (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE enabled`)).rows;
   const { rows } = await tx.query<{ id: string; enabled: boolean; event_types: string[] | null; ordered: boolean }>('SELECT id, enabled, event_types, ordered FROM destinations');
-  return { rules, destinations: new Map(rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }])) };
+  const instances = (await tx.query<InstanceTriggers>("SELECT id, event_patterns, inbound_triggers FROM instances WHERE enabled AND (cardinality(event_patterns) > 0 OR inbound_triggers <> '[]'::jsonb)")).rows;
+  return { rules, destinations: new Map(rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }])), instances };
+}
+
+const ruleMatches = (rule: RuleRow, input: EventInput): boolean =>
+  matchesAny(rule.event_types, input.type) && (rule.resource === null || rule.resource === (input.resource ?? null)) && (!rule.filter || matchesFilter(rule.filter, input.payload));
+
+/** An execution an event starts: a rule's transform, or an instance's event or inbound trigger. */
+type Started = { readonly kind: 'rule'; readonly ruleId: string; readonly revision: number } | { readonly kind: 'instance'; readonly instanceId: string; readonly trigger: 'event' | 'inbound' };
+
+/**
+ * Tenant code never runs at ingest: an event that starts code gets a queued execution, committed
+ * with the event; the execution runner does the rest (and writes the deliveries it produces).
+ */
+function executionsOf(routing: Routing, input: EventInput): Started[] {
+  const started: Started[] = [];
+  for (const rule of routing.rules) {
+    if (rule.transform_revision !== null && ruleMatches(rule, input)) started.push({ kind: 'rule', ruleId: rule.id, revision: rule.transform_revision });
+  }
+  for (const instance of routing.instances) {
+    // The bulkhead.* namespace reaches an instance only through a pattern that names it (patterns.ts).
+    if (matchesAny(instance.event_patterns, input.type)) {
+      started.push({ kind: 'instance', instanceId: instance.id, trigger: 'event' });
+      continue;
+    }
+    const viaSource = input.resource === 'inbound_source' && instance.inbound_triggers.some((t) => t.sourceId === input.resourceId && (t.eventTypes === null || matchesAny(t.eventTypes, input.type)));
+    if (viaSource) started.push({ kind: 'instance', instanceId: instance.id, trigger: 'inbound' });
+  }
+  return started;
 }
 
 /** One delivery per destination, however many rules lead there; ordered if any of them asks. */
 function targetsOf(routing: Routing, input: EventInput, exceptDestinationId: string | undefined): Map<string, { ruleId: string; ordered: boolean }> {
   const targets = new Map<string, { ruleId: string; ordered: boolean }>();
   for (const rule of routing.rules) {
-    if (!matchesAny(rule.event_types, input.type)) continue;
-    if (rule.resource !== null && rule.resource !== (input.resource ?? null)) continue;
-    if (rule.filter && !matchesFilter(rule.filter, input.payload)) continue;
+    // A rule with a transform delivers what its transform returns, from the execution runner.
+    if (rule.transform_revision !== null || !ruleMatches(rule, input)) continue;
     for (const destinationId of rule.destination_ids) {
       if (destinationId === exceptDestinationId) continue;
       const destination = routing.destinations.get(destinationId);
@@ -109,7 +146,7 @@ export async function writeEvents(
   items: readonly { input: EventInput; json: string }[],
   routing: Routing,
   exceptDestinationId?: string,
-): Promise<{ id: string; createdAt: Date; deliveries: number }[]> {
+): Promise<{ id: string; createdAt: Date; deliveries: number; executions: number }[]> {
   if (items.length === 0) return [];
   const now = deps.runtime.now();
   const sealer = deps.vault.workspace(tx);
@@ -136,6 +173,28 @@ export async function writeEvents(
     }
     return targets.size;
   });
+  const executions = { id: [] as string[], kind: [] as string[], event: [] as string[], rule: [] as (string | null)[], revision: [] as (number | null)[], instance: [] as (string | null)[], trigger: [] as string[] };
+  const started = items.map((item, i) => {
+    const found = executionsOf(routing, item.input);
+    for (const s of found) {
+      executions.id.push(newId('execution', deps.runtime));
+      executions.kind.push(s.kind);
+      executions.event.push(ids[i] as string);
+      executions.rule.push(s.kind === 'rule' ? s.ruleId : null);
+      executions.revision.push(s.kind === 'rule' ? s.revision : null);
+      executions.instance.push(s.kind === 'instance' ? s.instanceId : null);
+      executions.trigger.push(s.kind === 'rule' ? 'event' : s.trigger);
+    }
+    return found.length;
+  });
+  if (executions.id.length > 0) {
+    await tx.query(
+      `INSERT INTO executions (workspace_id, id, kind, event_id, rule_id, rule_revision, instance_id, trigger, status, created_at)
+       SELECT $1, x.id, x.kind, x.event_id, x.rule_id, x.rule_revision, x.instance_id, x.trigger, 'queued', $2
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[]) AS x(id, kind, event_id, rule_id, rule_revision, instance_id, trigger)`,
+      [tx.workspaceId, now, executions.id, executions.kind, executions.event, executions.rule, executions.revision, executions.instance, executions.trigger],
+    );
+  }
   if (deliveries.id.length > 0) {
     await tx.query(
       `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
@@ -144,7 +203,7 @@ export async function writeEvents(
       [tx.workspaceId, now, deliveries.id, deliveries.event, deliveries.destination, deliveries.rule, deliveries.ordering],
     );
   }
-  return ids.map((id, i) => ({ id, createdAt: now, deliveries: counts[i] as number }));
+  return ids.map((id, i) => ({ id, createdAt: now, deliveries: counts[i] as number, executions: started[i] as number }));
 }
 
 export async function writeEvent(
@@ -154,7 +213,7 @@ export async function writeEvent(
   json: string,
   routing: Routing,
   exceptDestinationId?: string,
-): Promise<{ id: string; createdAt: Date; deliveries: number }> {
+): Promise<{ id: string; createdAt: Date; deliveries: number; executions: number }> {
   const [written] = await writeEvents(tx, deps, [{ input, json }], routing, exceptDestinationId);
   if (!written) throw new Error('writeEvents returned nothing');
   return written;
@@ -203,9 +262,10 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
   }
 
   /** The result for an event just written (not a replay). */
-  const fresh = (input: EventInput, w: { id: string; createdAt: Date; deliveries: number }): IngestResult => ({
+  const fresh = (input: EventInput, w: { id: string; createdAt: Date; deliveries: number; executions: number }): IngestResult => ({
     event: { id: w.id, type: input.type, resource: input.resource ?? null, resourceId: input.resourceId ?? null, payload: input.payload ?? null, createdAt: w.createdAt.toISOString() },
     deliveries: w.deliveries,
+    executions: w.executions,
     replayed: false,
   });
 
@@ -223,8 +283,8 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
         if (earlier?.request_hash !== hash) throw new BulkheadError('idempotency_key_reused', 'this idempotency key was used with a different request in the last 24 hours');
         const row = (await tx.query<EventRow>('SELECT id, type, resource, resource_id, payload, created_at FROM events WHERE id = $1', [earlier.event_id])).rows[0];
         if (!row) throw notFound('event');
-        const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM deliveries WHERE event_id = $1', [row.id]);
-        return { event: await eventView(tx, row), deliveries: rows[0]?.n ?? 0, replayed: true };
+        const { rows } = await tx.query<{ n: number; x: number }>('SELECT (SELECT count(*)::int FROM deliveries WHERE event_id = $1 AND execution_id IS NULL) AS n, (SELECT count(*)::int FROM executions WHERE event_id = $1) AS x', [row.id]);
+        return { event: await eventView(tx, row), deliveries: rows[0]?.n ?? 0, executions: rows[0]?.x ?? 0, replayed: true };
       }
     }
     const written = await writeEvent(tx, deps, input, json, routing);
@@ -246,7 +306,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
         else results[i] = await one(tx, item.input, item.json, routing);
       }
       const written = await writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing);
-      for (const [n, i] of plain.entries()) results[i] = fresh((items[i] as { input: EventInput }).input, written[n] as { id: string; createdAt: Date; deliveries: number });
+      for (const [n, i] of plain.entries()) results[i] = fresh((items[i] as { input: EventInput }).input, written[n] as { id: string; createdAt: Date; deliveries: number; executions: number });
       await count(tx, results.filter((r) => !r.replayed).length);
       return results;
     },
@@ -282,7 +342,7 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
       const admitted = plain.slice(0, Math.max(0, room));
       for (const p of plain.slice(admitted.length)) results[p.i] = quotaExceeded(limits);
       const written = await writeEvents(tx, deps, admitted, routing);
-      for (const [n, p] of admitted.entries()) results[p.i] = fresh(p.input, written[n] as { id: string; createdAt: Date; deliveries: number });
+      for (const [n, p] of admitted.entries()) results[p.i] = fresh(p.input, written[n] as { id: string; createdAt: Date; deliveries: number; executions: number });
       await count(tx, results.filter((r) => !(r instanceof BulkheadError) && !r.replayed).length);
       return results;
     },

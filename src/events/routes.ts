@@ -23,13 +23,14 @@ const EventBody = Type.Object(
   },
   { additionalProperties: false },
 );
-const Accepted = Type.Object({ id: Id('event'), type: Type.String(), resource: Nullable(Type.String()), resourceId: Nullable(Type.String()), createdAt: Timestamp, deliveries: Type.Integer(), replayed: Type.Boolean() });
+const Accepted = Type.Object({ id: Id('event'), type: Type.String(), resource: Nullable(Type.String()), resourceId: Nullable(Type.String()), createdAt: Timestamp, deliveries: Type.Integer(), executions: Type.Integer({ description: 'Executions queued (rule transforms, instance triggers); the deliveries they produce are written when they run' }), replayed: Type.Boolean() });
 const Event = Type.Object({ id: Id('event'), type: Type.String(), resource: Nullable(Type.String()), resourceId: Nullable(Type.String()), payload: Type.Unknown(), createdAt: Timestamp });
 const Delivery = Type.Object({
   id: Id('delivery'),
-  eventId: Type.String(),
+  eventId: Nullable(Type.String()),
   destinationId: Type.String(),
-  ruleId: Type.String(),
+  ruleId: Nullable(Type.String()),
+  executionId: Nullable(Type.String()),
   status: Status,
   attemptCount: Type.Integer(),
   nextAttemptAt: Nullable(Timestamp),
@@ -57,20 +58,20 @@ export function registerEventRoutes(app: HttpServer, deps: { withWorkspace: With
   };
   const accepted = (r: Awaited<ReturnType<EventService['ingest']>>[number]) => {
     const { payload: _payload, ...event } = r.event;
-    return { ...event, deliveries: r.deliveries, replayed: r.replayed };
+    return { ...event, deliveries: r.deliveries, executions: r.executions, replayed: r.replayed };
   };
 
   app.post('/v1/events', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: EventBody, response: { 202: Accepted, ...errorResponses } } }, async (request, reply) => {
     const input: EventInput = { ...request.body, idempotencyKey: request.body.idempotencyKey ?? headerKey(request) };
     const result = await coalescer.ingest(principalOf(request).workspaceId, input, limitsOf(request));
-    if (result.deliveries > 0 && !result.replayed) deps.onIngested?.();
+    if (result.deliveries + result.executions > 0 && !result.replayed) deps.onIngested?.();
     if (result.replayed) reply.header('idempotent-replayed', 'true');
     return reply.status(202).send(accepted(result));
   });
 
   app.post('/v1/events/batch', { config: { auth: { scope: 'events:write' as const } }, schema: { tags: ['events'], security, body: Type.Object({ events: Type.Array(EventBody, { minItems: 1, maxItems: 500 }) }, { additionalProperties: false }), response: { 202: Type.Object({ data: Type.Array(Accepted) }), ...errorResponses } } }, async (request, reply) => {
     const results = await withWorkspace(principalOf(request).workspaceId, (tx) => events.ingest(tx, request.body.events, limitsOf(request)));
-    if (results.some((r) => r.deliveries > 0 && !r.replayed)) deps.onIngested?.();
+    if (results.some((r) => r.deliveries + r.executions > 0 && !r.replayed)) deps.onIngested?.();
     return reply.status(202).send({ data: results.map(accepted) });
   });
 

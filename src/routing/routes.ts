@@ -5,7 +5,7 @@ import { keyContext, principalOf } from '../http/auth.js';
 import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { DEFAULT_SECRET_OVERLAP_SECONDS, type DestinationService } from './destinations.js';
-import type { RuleService } from './rules.js';
+import { checkTransform, type RuleService, type TransformCompiler } from './rules.js';
 
 const Pattern = Type.String({ minLength: 1, maxLength: 200 });
 const Headers = Type.Record(Type.String({ maxLength: 100 }), Type.String({ maxLength: 1024 }), { maxProperties: 20 });
@@ -51,9 +51,17 @@ const Rule = Type.Object({
   destinationIds: Type.Array(Type.String()),
   ordered: Type.Boolean(),
   enabled: Type.Boolean(),
+  transform: Nullable(Type.Object({ language: Type.Union([Type.Literal('javascript'), Type.Literal('typescript')]), code: Type.String(), revision: Type.Integer() })),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
+const TransformInput = Type.Object(
+  {
+    language: Type.Union([Type.Literal('javascript'), Type.Literal('typescript')]),
+    code: Type.String({ minLength: 1, maxLength: 256 * 1024, description: 'Defines function transform(event, ctx): returns the payload to deliver, an array (one delivery each), or null to drop' }),
+  },
+  { additionalProperties: false },
+);
 const RuleFields = {
   name: Type.String({ minLength: 1, maxLength: 200 }),
   eventTypes: Type.Array(Pattern, { minItems: 1, maxItems: 100, uniqueItems: true }),
@@ -62,6 +70,7 @@ const RuleFields = {
   destinationIds: Type.Array(Type.String({ maxLength: 40 }), { minItems: 1, maxItems: 50, uniqueItems: true }),
   ordered: Type.Optional(Type.Boolean()),
   enabled: Type.Optional(Type.Boolean()),
+  transform: Type.Optional(Nullable(TransformInput)),
 };
 const CreateRule = Type.Object(RuleFields, { additionalProperties: false });
 const UpdateRule = Type.Object(
@@ -71,7 +80,7 @@ const UpdateRule = Type.Object(
 
 export function registerRoutingRoutes(
   app: HttpServer,
-  deps: { withWorkspace: WithWorkspace; destinations: DestinationService; rules: RuleService; limits: { destinations: number; rules: number } },
+  deps: { withWorkspace: WithWorkspace; destinations: DestinationService; rules: RuleService; compile: TransformCompiler; limits: { destinations: number; rules: number } },
 ): void {
   const { withWorkspace, destinations, rules } = deps;
   const scope = (s: 'destinations:read' | 'destinations:write' | 'rules:read' | 'rules:write') => ({ config: { auth: { scope: s } } });
@@ -107,7 +116,9 @@ export function registerRoutingRoutes(
   );
 
   app.post('/v1/rules', { ...scope('rules:write'), schema: { tags: ['rules'], security, body: CreateRule, response: { 201: Rule, ...errorResponses } } }, async (request, reply) => {
-    const created = await withWorkspace(ws(request), (tx) => rules.create(tx, keyContext(request), request.body, { max: deps.limits.rules }));
+    // Checked before the transaction opens: parsing tenant code never holds a database connection.
+    const transform = request.body.transform ? await checkTransform(deps.compile, request.body.transform) : undefined;
+    const created = await withWorkspace(ws(request), (tx) => rules.create(tx, keyContext(request), { ...request.body, transform }, { max: deps.limits.rules }));
     return reply.status(201).send(created);
   });
   app.get('/v1/rules', { ...scope('rules:read'), schema: { tags: ['rules'], security, querystring: PageQuery, response: { 200: Page(Rule), ...errorResponses } } }, (request) =>
@@ -116,9 +127,10 @@ export function registerRoutingRoutes(
   app.get('/v1/rules/:id', { ...scope('rules:read'), schema: { tags: ['rules'], security, params: IdParams('rule'), response: { 200: Rule, ...errorResponses } } }, (request) =>
     withWorkspace(ws(request), (tx) => rules.get(tx, request.params.id)),
   );
-  app.patch('/v1/rules/:id', { ...scope('rules:write'), schema: { tags: ['rules'], security, params: IdParams('rule'), body: UpdateRule, response: { 200: Rule, ...errorResponses } } }, (request) =>
-    withWorkspace(ws(request), (tx) => rules.update(tx, keyContext(request), request.params.id, request.body)),
-  );
+  app.patch('/v1/rules/:id', { ...scope('rules:write'), schema: { tags: ['rules'], security, params: IdParams('rule'), body: UpdateRule, response: { 200: Rule, ...errorResponses } } }, async (request) => {
+    const transform = request.body.transform ? await checkTransform(deps.compile, request.body.transform) : request.body.transform;
+    return withWorkspace(ws(request), (tx) => rules.update(tx, keyContext(request), request.params.id, { ...request.body, transform }));
+  });
   app.delete('/v1/rules/:id', { ...scope('rules:write'), schema: { tags: ['rules'], security, params: IdParams('rule'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
     await withWorkspace(ws(request), (tx) => rules.remove(tx, keyContext(request), request.params.id));
     return reply.status(204).send(null);

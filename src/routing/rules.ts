@@ -23,8 +23,34 @@ export interface RuleView {
   readonly destinationIds: string[];
   readonly ordered: boolean;
   readonly enabled: boolean;
+  readonly transform: TransformView | null;
   readonly createdAt: string;
   readonly updatedAt: string;
+}
+
+export type TransformLanguage = 'javascript' | 'typescript';
+export interface TransformView {
+  readonly language: TransformLanguage;
+  readonly code: string;
+  /** Bumped on every change: an execution runs the revision current when its event was ingested. */
+  readonly revision: number;
+}
+/** A transform that passed the save-time syntax check (`compiled` is what runs). */
+export interface CheckedTransform {
+  readonly language: TransformLanguage;
+  readonly source: string;
+  readonly compiled: string;
+}
+export type TransformCompiler = (source: string, language: TransformLanguage) => Promise<{ ok: true; code: string } | { ok: false; error: { message: string; line: number; column: number } }>;
+
+/** Save-time check of a transform: a syntax error is a 400 with its position, never a failure at the first event. */
+export async function checkTransform(compile: TransformCompiler, input: { language: TransformLanguage; code: string }): Promise<CheckedTransform> {
+  const result = await compile(input.code, input.language);
+  if (!result.ok) {
+    const { message, line, column } = result.error;
+    throw new BulkheadError('transform_syntax_error', `${message} (line ${String(line)}, column ${String(column)})`, { details: { line, column } });
+  }
+  return { language: input.language, source: input.code, compiled: result.code };
 }
 
 export interface RuleRow {
@@ -36,12 +62,21 @@ export interface RuleRow {
   destination_ids: string[];
   ordered: boolean;
   enabled: boolean;
+  transform_revision: number | null;
   created_at: Date;
   updated_at: Date;
 }
+interface RuleViewRow extends RuleRow {
+  transform_language: TransformLanguage | null;
+  transform_source: string | null;
+}
 
-export const RULE_COLUMNS = 'id, name, event_types, resource, filter, destination_ids, ordered, enabled, created_at, updated_at';
-const view = (r: RuleRow): RuleView => ({
+export const RULE_COLUMNS = 'id, name, event_types, resource, filter, destination_ids, ordered, enabled, transform_revision, created_at, updated_at';
+// A rule with its current transform revision's source, for views.
+const VIEW_SELECT = `SELECT r.id, r.name, r.event_types, r.resource, r.filter, r.destination_ids, r.ordered, r.enabled, r.transform_revision, r.created_at, r.updated_at,
+       t.language AS transform_language, t.source AS transform_source
+  FROM rules r LEFT JOIN rule_transforms t ON t.workspace_id = r.workspace_id AND t.rule_id = r.id AND t.revision = r.transform_revision`;
+const view = (r: RuleViewRow): RuleView => ({
   id: r.id,
   name: r.name,
   eventTypes: r.event_types,
@@ -50,6 +85,7 @@ const view = (r: RuleRow): RuleView => ({
   destinationIds: r.destination_ids,
   ordered: r.ordered,
   enabled: r.enabled,
+  transform: r.transform_revision !== null && r.transform_language !== null && r.transform_source !== null ? { language: r.transform_language, code: r.transform_source, revision: r.transform_revision } : null,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
@@ -62,6 +98,8 @@ export interface RuleInput {
   readonly destinationIds?: string[] | undefined;
   readonly ordered?: boolean | undefined;
   readonly enabled?: boolean | undefined;
+  /** Already checked (checkTransform); null removes the rule's transform. */
+  readonly transform?: CheckedTransform | null | undefined;
 }
 
 export function createRuleService(deps: { runtime: Runtime }) {
@@ -85,6 +123,27 @@ export function createRuleService(deps: { runtime: Runtime }) {
 
   const nameTaken = (name: string) => onUniqueViolation('name_taken', `a rule named "${name}" already exists`);
 
+  async function load(tx: WorkspaceTx, id: string): Promise<RuleView> {
+    const row = (await tx.query<RuleViewRow>(`${VIEW_SELECT} WHERE r.id = $1`, [id])).rows[0];
+    if (!row) throw notFound('rule');
+    return view(row);
+  }
+
+  /** Stores a new revision and points the rule at it (or at none, for null). */
+  async function setTransform(tx: WorkspaceTx, id: string, current: number | null, transform: CheckedTransform | null): Promise<void> {
+    if (transform === null) {
+      await tx.query('UPDATE rules SET transform_revision = NULL WHERE id = $1', [id]);
+      return;
+    }
+    const { rows } = await tx.query<{ n: number | null }>('SELECT max(revision) AS n FROM rule_transforms WHERE rule_id = $1', [id]);
+    const revision = Math.max(current ?? 0, rows[0]?.n ?? 0) + 1;
+    await tx.query(
+      'INSERT INTO rule_transforms (workspace_id, rule_id, revision, language, source, compiled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+      [tx.workspaceId, id, revision, transform.language, transform.source, transform.compiled, runtime.now()],
+    );
+    await tx.query('UPDATE rules SET transform_revision = $2 WHERE id = $1', [id, revision]);
+  }
+
   async function find(tx: WorkspaceTx, id: string, lock = false): Promise<RuleRow> {
     const row = isId('rule', id) ? (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id])).rows[0] : undefined;
     if (!row) throw notFound('rule');
@@ -96,37 +155,39 @@ export function createRuleService(deps: { runtime: Runtime }) {
       await check(tx, input);
       await enforceCountLimit(tx, 'rules', limits.max);
       const id = newId('rule', runtime);
-      const { rows } = await tx
-        .query<RuleRow>(
+      await tx
+        .query(
           `INSERT INTO rules (workspace_id, id, name, event_types, resource, filter, destination_ids, ordered, enabled, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10) RETURNING ${RULE_COLUMNS}`,
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $10)`,
           [tx.workspaceId, id, input.name, input.eventTypes, input.resource ?? null, input.filter ? JSON.stringify(input.filter) : null, input.destinationIds, input.ordered ?? false, input.enabled ?? true, runtime.now()],
         )
         .catch(nameTaken(input.name));
-      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.create', target: { type: 'rule', id }, outcome: 'success', details: { eventTypes: input.eventTypes, destinations: input.destinationIds.length } });
-      return view(rows[0] as RuleRow);
+      if (input.transform) await setTransform(tx, id, null, input.transform);
+      await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.create', target: { type: 'rule', id }, outcome: 'success', details: { eventTypes: input.eventTypes, destinations: input.destinationIds.length, transform: input.transform ? input.transform.language : null } });
+      return load(tx, id);
     },
 
     async list(tx: WorkspaceTx, { cursor, limit }: { cursor?: string | undefined; limit: number }): Promise<Page<RuleView>> {
       const after = decodeCursor(cursor, new RegExp(idPattern('rule')));
-      const { rows } = await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2`, [after ?? null, limit + 1]);
+      const { rows } = await tx.query<RuleViewRow>(`${VIEW_SELECT} WHERE ($1::text IS NULL OR r.id > $1) ORDER BY r.id LIMIT $2`, [after ?? null, limit + 1]);
       return toPage(rows, limit, (r) => r.id, view);
     },
 
-    get: async (tx: WorkspaceTx, id: string) => view(await find(tx, id)),
+    get: async (tx: WorkspaceTx, id: string) => (isId('rule', id) ? load(tx, id) : Promise.reject(notFound('rule'))),
 
     async update(tx: WorkspaceTx, ctx: ActionContext, id: string, patch: RuleInput): Promise<RuleView> {
       const row = await find(tx, id, true);
       await check(tx, patch);
       const filter = patch.filter === undefined ? row.filter : patch.filter;
-      const { rows } = await tx
-        .query<RuleRow>(
-          `UPDATE rules SET name = $2, event_types = $3, resource = $4, filter = $5::jsonb, destination_ids = $6, ordered = $7, enabled = $8, updated_at = $9 WHERE id = $1 RETURNING ${RULE_COLUMNS}`,
+      await tx
+        .query(
+          `UPDATE rules SET name = $2, event_types = $3, resource = $4, filter = $5::jsonb, destination_ids = $6, ordered = $7, enabled = $8, updated_at = $9 WHERE id = $1`,
           [id, patch.name ?? row.name, patch.eventTypes ?? row.event_types, patch.resource === undefined ? row.resource : patch.resource, filter ? JSON.stringify(filter) : null, patch.destinationIds ?? row.destination_ids, patch.ordered ?? row.ordered, patch.enabled ?? row.enabled, runtime.now()],
         )
         .catch(nameTaken(patch.name ?? row.name));
+      if (patch.transform !== undefined) await setTransform(tx, id, row.transform_revision, patch.transform);
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'rule.update', target: { type: 'rule', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
-      return view(rows[0] as RuleRow);
+      return load(tx, id);
     },
 
     async remove(tx: WorkspaceTx, ctx: ActionContext, id: string): Promise<void> {

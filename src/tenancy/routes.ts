@@ -14,6 +14,7 @@ const Limits = Type.Object(
     connectionsPerWorkspace: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
     eventsPerMonth: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000_000 })),
     eventPayloadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_048_576 })),
+    executionRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, description: 'Days finished executions are kept (default BULKHEAD_EXECUTION_RETENTION_DAYS)' })),
   },
   { additionalProperties: false },
 );

@@ -17,6 +17,7 @@ export interface TenantLimits {
   readonly connectionsPerWorkspace?: number;
   readonly eventsPerMonth?: number;
   readonly eventPayloadBytes?: number;
+  readonly executionRetentionDays?: number;
 }
 
 export interface TenantView {

@@ -25,6 +25,10 @@ export const sealedColumns: readonly SealedColumn[] = [
   { table: 'events', idColumn: 'id', column: 'payload' },
   { table: 'delivery_attempts', idColumn: 'id', column: 'response_body' },
   { table: 'inbound_source_secrets', idColumn: 'id', column: 'secret' },
+  { table: 'deliveries', idColumn: 'id', column: 'payload' },
+  { table: 'instances', idColumn: 'id', column: 'secret_config' },
+  { table: 'executions', idColumn: 'id', column: 'resume_state' },
+  { table: 'executions', idColumn: 'id', column: 'payloads' },
 ];
 
 // The data-key version sits in bytes 1–4 of every sealed value (see envelope.ts).
