@@ -49,8 +49,8 @@ export async function provisionRoute(bulkhead, slug, url, type) {
   const workspace = await json('POST', `${bulkhead.url}/v1/tenants/${tenant.id}/workspaces`, admin, { name: 'production', environment: 'production' });
   const key = await json('POST', `${bulkhead.url}/v1/workspaces/${workspace.id}/api-keys`, admin, { name: 'bench', scopes: ['*'] });
   const destination = await json('POST', `${bulkhead.url}/v1/destinations`, key.key, { url });
-  await json('POST', `${bulkhead.url}/v1/rules`, key.key, { name: slug, eventTypes: [type], destinationIds: [destination.id] });
-  return { workspaceId: workspace.id, key: key.key, destination };
+  const rule = await json('POST', `${bulkhead.url}/v1/rules`, key.key, { name: slug, eventTypes: [type], destinationIds: [destination.id] });
+  return { workspaceId: workspace.id, key: key.key, destination, rule };
 }
 
 /** Posts batches of `await events()` from `connections` closed loops until `until` (performance.now()) or `events()` gives null; every non-202 is an error. */

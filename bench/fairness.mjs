@@ -24,7 +24,7 @@ const ARRIVAL_TIMEOUT_MS = 60_000;
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 
 /** Sends `count` quiet events, one every PROBE_INTERVAL_MS, and waits for each to reach the receiver. */
-async function probe({ bulkhead, receiver, key, phase, count }) {
+export async function probe({ bulkhead, receiver, key, phase, count, type = 'quiet.happened' }) {
   const sent = [];
   const started = performance.now();
   for (let i = 0; i < count; i++) {
@@ -32,7 +32,7 @@ async function probe({ bulkhead, receiver, key, phase, count }) {
     if (performance.now() < due) await sleep(due - performance.now());
     const id = `${phase}-${i}`;
     const posted = performance.now();
-    const event = await json('POST', `${bulkhead.url}/v1/events`, key, { type: 'quiet.happened', payload: { probe: id } });
+    const event = await json('POST', `${bulkhead.url}/v1/events`, key, { type, payload: { probe: id } });
     sent.push({ id, eventId: event.id, acceptedAt: epochNow(), ingestMs: performance.now() - posted });
   }
   let stats = await receiverStats(receiver);

@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const benchmarks = { api: () => import('./api.mjs'), vault: () => import('./vault.mjs'), relay: () => import('./relay.mjs'), ingest: () => import('./ingest.mjs'), e2e: () => import('./e2e.mjs'), fairness: () => import('./fairness.mjs'), sandbox: () => import('./sandbox.mjs') };
+const benchmarks = { api: () => import('./api.mjs'), vault: () => import('./vault.mjs'), relay: () => import('./relay.mjs'), ingest: () => import('./ingest.mjs'), e2e: () => import('./e2e.mjs'), fairness: () => import('./fairness.mjs'), sandbox: () => import('./sandbox.mjs'), transform: () => import('./transform.mjs') };
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -223,6 +223,13 @@ describe.each(backends)('integration templates end to end on $name', (backend) =
       const [failed] = await executionsOf(w.key, w.instance.id);
       expect(failed).toMatchObject({ status: 'failed', resumeStep: 2, error: { step: 'push', code: 'connection_failed' } });
       expect(failed?.error?.message).toContain('503');
+      // A workspace-key rotation re-seals what an execution keeps (resume state, delivered payloads,
+      // instance secrets): the ratchet refuses while anything is still under the old key.
+      const core = t.app.core;
+      await core.withWorkspace(w.workspaceId, (tx) => core.vault.rotateWorkspaceKey(tx));
+      await expect(core.resealer.ratchet(w.workspaceId, 2)).rejects.toMatchObject({ details: { remaining: expect.objectContaining({ 'executions.resume_state': 1, 'instances.secret_config': 1 }) } });
+      await core.resealer.resealWorkspace(w.workspaceId);
+      expect(await core.resealer.ratchet(w.workspaceId, 2)).toEqual({ current: 2, min: 2 });
       const retried = await call(w.key, 'POST', `/v1/executions/${failed?.id ?? ''}/retry`);
       expect(retried.statusCode, retried.body).toBe(202);
       await work();

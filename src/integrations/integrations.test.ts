@@ -148,16 +148,16 @@ describe.each(backends)('integration templates on $name', (backend) => {
     it('refuses an invalid template with every problem and its JSON pointer, and writes nothing', async () => {
       const name = uniqueName('broken');
       const bad = template(name, '1.0', {
-        colour: 'red',
         triggers: [{ type: 'cron', schedule: '61 * * * *' }, { type: 'inbound', source: 'nowhere' }],
         steps: [{ name: 'send', type: 'deliver', destination: 'missing' }, { name: 'send', type: 'filter', filter: { $where: 'x' } }],
       });
       const body = expectProblem(await api.admin('POST', '/v1/integrations', bad), 400, 'template_invalid');
       const paths = (body['problems'] as { path: string }[]).map((p) => p.path);
-      expect(paths).toEqual(expect.arrayContaining(['/version', '/colour', '/triggers/0/schedule', '/triggers/1/source', '/steps/0/destination', '/steps/1/name', '/steps/1/filter']));
+      expect(paths).toEqual(expect.arrayContaining(['/version', '/triggers/0/schedule', '/triggers/1/source', '/steps/0/destination', '/steps/1/name', '/steps/1/filter']));
       expect(await countIntegrations(name)).toBe(0);
 
-      // Not an object at all: the route's own schema answers.
+      // An unknown top-level member, or not an object at all: the route's own schema answers.
+      expectProblem(await api.admin('POST', '/v1/integrations', { ...template(name, '1.0.0'), colour: 'red' }), 400, 'validation_failed');
       expectProblem(await api.admin('POST', '/v1/integrations', [template(name, '1.0.0')]), 400, 'validation_failed');
       expectProblem(await api.admin('POST', '/v1/integrations', '{"name": "x", '), 400, 'malformed_json');
     });

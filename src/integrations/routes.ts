@@ -38,7 +38,12 @@ const Integration = Type.Object({
 // Typed as the service's interfaces; serialised as open objects (fast-json-stringify keeps every key of a record).
 const OpenObject = <T>(description?: string) => Type.Unsafe<T>(Type.Record(Type.String(), Type.Unknown(), description === undefined ? {} : { description }));
 const DOCUMENT = 'An integration template document; its JSON Schema is at GET /v1/integrations/schema';
-const Document = Type.Record(Type.String(), Type.Unknown(), { description: DOCUMENT });
+// The top-level members are named so unknown ones are refused here; what each must hold is
+// judged by validateTemplate against the published schema, which lists every problem at once.
+const Document = Type.Object(
+  Object.fromEntries(['$schema', 'name', 'version', 'description', 'config', 'connections', 'destinations', 'inboundSources', 'triggers', 'steps', 'capabilities'].map((k) => [k, Type.Optional(Type.Unknown())])),
+  { description: DOCUMENT, additionalProperties: false },
+);
 const IntegrationVersion = Type.Object({ integrationId: Id('integration'), name: Type.String(), version: Type.String(), document: OpenObject<TemplateDocument>(DOCUMENT), createdAt: Timestamp });
 const Manifest = Type.Object({
   integrationId: Id('integration'),
