@@ -17,7 +17,7 @@ import type { EgressClient } from '../egress/client.js';
 import { BulkheadError } from '../errors.js';
 import { emitOperationalEvent, type OperationalEvent } from '../events/operational.js';
 import { newId, type Runtime } from '../ids.js';
-import { createClaimLoop } from '../jobs/claim-loop.js';
+import { createQueueWorker } from '../jobs/claim-loop.js';
 import type { Logger } from '../logging.js';
 import type { DestinationService } from '../routing/destinations.js';
 import { isReservedType } from '../routing/patterns.js';
@@ -100,7 +100,6 @@ export function createDeliveryEngine(deps: {
 }) {
   const { withPlatform, withWorkspace, vault, runtime, options } = deps;
   const owner = `wrk_${randomBytes(8).toString('hex')}`;
-  const inflight = new Map<string, Promise<void>>();
 
   const inflightByDestination = new Map<string, number>();
   const claimOptions = {
@@ -230,55 +229,44 @@ export function createDeliveryEngine(deps: {
     await withWorkspace(claimed.workspace_id, (tx) => record(tx, prepared.delivery, prepared.eventType, outcome));
   }
 
-  function track(c: Claimed): Promise<void> {
+  /** An attempt, counted against its destination's share of this worker while it runs. */
+  async function attemptCounted(c: Claimed): Promise<void> {
     inflightByDestination.set(c.destination_id, (inflightByDestination.get(c.destination_id) ?? 0) + 1);
-    const running = attempt(c)
-      .catch((error: unknown) => { deps.logger.error({ err: error, delivery: c.id }, 'delivery attempt failed unexpectedly'); })
-      .finally(() => {
-        inflight.delete(c.id);
-        const left = (inflightByDestination.get(c.destination_id) ?? 1) - 1;
-        if (left > 0) inflightByDestination.set(c.destination_id, left);
-        else inflightByDestination.delete(c.destination_id);
-      });
-    inflight.set(c.id, running);
-    return running;
+    try {
+      await attempt(c);
+    } finally {
+      const left = (inflightByDestination.get(c.destination_id) ?? 1) - 1;
+      if (left > 0) inflightByDestination.set(c.destination_id, left);
+      else inflightByDestination.delete(c.destination_id);
+    }
   }
 
-  /** One claim-and-deliver round; resolves when its deliveries finished. For tests and `tick`. */
-  async function runOnce(): Promise<number> {
-    const claimed = await claim(options.concurrency - inflight.size);
-    await Promise.all(claimed.map(track));
-    return claimed.length;
-  }
-
-  const loop = createClaimLoop({
+  const worker = createQueueWorker({
     claim,
-    run: track,
+    run: attemptCounted,
     capacity: options.concurrency,
-    inFlight: () => inflight.size,
     pollMs: options.pollMs,
-    onError: (error) => { deps.logger.warn({ err: error }, 'claiming deliveries failed'); },
+    onError: (error, { item, phase }) => {
+      if (phase === 'run') deps.logger.error({ err: error, delivery: item?.id }, 'delivery attempt failed unexpectedly');
+      else if (phase === 'claim') deps.logger.warn({ err: error }, 'claiming deliveries failed');
+      else deps.logger.warn({ err: error }, 'could not release delivery leases on shutdown');
+    },
+    release: async () => {
+      await withPlatform((tx) =>
+        tx.query("UPDATE deliveries SET status = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END, lease_owner = NULL, lease_until = NULL WHERE status = 'delivering' AND lease_owner = $1", [owner]),
+      );
+    },
   });
 
   return {
     owner,
-    runOnce,
-    start: loop.start,
+    /** One claim-and-deliver round; resolves when its deliveries finished. For tests. */
+    runOnce: worker.runOnce,
+    start: worker.start,
     /** New work may be due (an event was just ingested in this process): claim without waiting for the poll. */
-    wake: loop.wake,
+    wake: worker.wake,
     /** Stops claiming, lets in-flight attempts finish (up to `graceMs`), then releases what is left. */
-    async stop(graceMs = 10_000): Promise<void> {
-      loop.stop();
-      await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
-      try {
-        await withPlatform((tx) =>
-          tx.query("UPDATE deliveries SET status = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END, lease_owner = NULL, lease_until = NULL WHERE status = 'delivering' AND lease_owner = $1", [owner]),
-        );
-      } catch (error) {
-        // The database is gone or never opened: the leases expire by themselves and are re-claimed.
-        deps.logger.warn({ err: error }, 'could not release delivery leases on shutdown');
-      }
-    },
+    stop: worker.stop,
   };
 }
 

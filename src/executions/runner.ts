@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
 import { newId, type Runtime } from '../ids.js';
-import { createClaimLoop } from '../jobs/claim-loop.js';
+import { createQueueWorker } from '../jobs/claim-loop.js';
 import type { Logger } from '../logging.js';
 import type { Relay } from '../relay/relay.js';
 import { matchesAny } from '../routing/patterns.js';
@@ -52,7 +52,6 @@ export function createExecutionRunner(deps: {
   const { withPlatform, withWorkspace, vault, runtime, options } = deps;
   const owner = `exr_${randomBytes(8).toString('hex')}`;
   const maxAttempts = options.maxAttempts ?? 3;
-  const inflight = new Map<string, Promise<void>>();
 
   async function destinationsOf(tx: WorkspaceTx) {
     const { rows } = await tx.query<{ id: string; enabled: boolean; event_types: string[] | null }>('SELECT id, enabled, event_types FROM destinations');
@@ -153,47 +152,30 @@ export function createExecutionRunner(deps: {
     if (written > 0) deps.onDeliveries?.();
   }
 
-  function track(c: ClaimedExecution): Promise<void> {
-    const running = execute(c)
-      .catch((error: unknown) => { deps.logger.error({ err: error, execution: c.id }, 'execution failed unexpectedly'); })
-      .finally(() => inflight.delete(c.id));
-    inflight.set(c.id, running);
-    return running;
-  }
-
   const claim = (limit: number) => claimExecutions(withPlatform, runtime.now(), limit, { owner, leaseMs: options.leaseMs });
-
-  /** One claim-and-run round; resolves when its executions finished. For tests. */
-  async function runOnce(): Promise<number> {
-    const claimed = await claim(options.concurrency - inflight.size);
-    await Promise.all(claimed.map(track));
-    return claimed.length;
-  }
-
-  const loop = createClaimLoop({
+  const worker = createQueueWorker({
     claim,
-    run: track,
+    run: execute,
     capacity: options.concurrency,
-    inFlight: () => inflight.size,
     pollMs: options.pollMs,
-    onError: (error) => { deps.logger.warn({ err: error }, 'claiming executions failed'); },
+    onError: (error, { item, phase }) => {
+      if (phase === 'run') deps.logger.error({ err: error, execution: item?.id }, 'execution failed unexpectedly');
+      else if (phase === 'claim') deps.logger.warn({ err: error }, 'claiming executions failed');
+      else deps.logger.warn({ err: error }, 'could not release execution leases on shutdown');
+    },
+    release: async () => {
+      await withPlatform((tx) => tx.query("UPDATE executions SET status = 'queued', lease_owner = NULL, lease_until = NULL WHERE status = 'running' AND lease_owner = $1", [owner]));
+    },
   });
 
   return {
     owner,
-    runOnce,
-    wake: loop.wake,
-    start: loop.start,
+    /** One claim-and-run round; resolves when its executions finished. For tests. */
+    runOnce: worker.runOnce,
+    wake: worker.wake,
+    start: worker.start,
     /** Stops claiming, lets running executions finish (up to `graceMs`), then gives back what is left. */
-    async stop(graceMs = 10_000): Promise<void> {
-      loop.stop();
-      await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
-      try {
-        await withPlatform((tx) => tx.query("UPDATE executions SET status = 'queued', lease_owner = NULL, lease_until = NULL WHERE status = 'running' AND lease_owner = $1", [owner]));
-      } catch (error) {
-        deps.logger.warn({ err: error }, 'could not release execution leases on shutdown');
-      }
-    },
+    stop: worker.stop,
   };
 }
 

@@ -2,33 +2,49 @@
  * The loop shared by the queue workers (delivery engine, execution runner): one claim, then the
  * next — at once when work was found or someone asked meanwhile (a running item finished and
  * freed a slot, new work was queued in this process), after the poll interval otherwise. Never
- * two claims at a time in one process; many wake-ups while a claim runs make one more.
+ * two claims at a time in one process; many wake-ups while a claim runs make one more. It tracks
+ * what runs, and on stop waits for it (up to a grace period) before handing back the leases.
  */
 import { BulkheadError } from '../errors.js';
 
-export interface ClaimLoop {
+export interface QueueWorker {
+  /** One claim-and-run round; resolves when its items finished. For tests. */
+  readonly runOnce: () => Promise<number>;
   readonly start: () => void;
   /** New work may be due: claim without waiting for the poll. */
   readonly wake: () => void;
-  /** Stops claiming (running items are the caller's to wait for). */
-  readonly stop: () => void;
+  /** Stops claiming, lets running items finish (up to `graceMs`), then calls `release`. */
+  readonly stop: (graceMs?: number) => Promise<void>;
 }
 
-export function createClaimLoop<T>(deps: {
-  /** Claims up to `room` items. */
+export function createQueueWorker<T extends { readonly id: string }>(deps: {
+  /** Claims up to `room` items (leased to this process). */
   claim: (room: number) => Promise<readonly T[]>;
-  /** Runs one claimed item; the loop wakes when it settles. */
+  /** Runs one claimed item. A rejection is a bug: it goes to `onError` and the item's lease runs out. */
   run: (item: T) => Promise<void>;
   capacity: number;
-  inFlight: () => number;
   pollMs: number;
-  onError: (error: unknown) => void;
-}): ClaimLoop {
+  onError: (error: unknown, context: { item?: T; phase: 'claim' | 'run' | 'release' }) => void;
+  /** Hands back whatever this process still holds (called once running items finished or the grace ran out). */
+  release: () => Promise<void>;
+}): QueueWorker {
+  const inflight = new Map<string, Promise<void>>();
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
   let claiming = false;
   let again = false;
   let started = false;
+
+  const claim = () => deps.claim(deps.capacity - inflight.size);
+
+  function track(item: T): Promise<void> {
+    const running = deps
+      .run(item)
+      .catch((error: unknown) => { deps.onError(error, { item, phase: 'run' }); })
+      .finally(() => inflight.delete(item.id));
+    inflight.set(item.id, running);
+    return running;
+  }
 
   function loop(): void {
     if (stopping) return;
@@ -40,21 +56,20 @@ export function createClaimLoop<T>(deps: {
     timer = undefined;
     claiming = true;
     again = false;
-    deps
-      .claim(deps.capacity - deps.inFlight())
+    claim()
       .then((claimed) => {
-        for (const item of claimed) void deps.run(item).then(wake);
+        for (const item of claimed) void track(item).then(wake);
         return claimed.length > 0;
       })
       .catch((error: unknown) => {
         // While the database is still opening (embedded start-up) there is simply nothing to claim yet.
-        if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.onError(error);
+        if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.onError(error, { phase: 'claim' });
         return false;
       })
       .then((found) => {
         claiming = false;
         if (stopping) return;
-        const soon = (found && deps.inFlight() < deps.capacity) || again;
+        const soon = (found && inflight.size < deps.capacity) || again;
         timer = setTimeout(loop, soon ? 0 : deps.pollMs);
       }, () => undefined);
   }
@@ -69,16 +84,28 @@ export function createClaimLoop<T>(deps: {
   }
 
   return {
+    async runOnce() {
+      const claimed = await claim();
+      await Promise.all(claimed.map(track));
+      return claimed.length;
+    },
     start() {
       stopping = false;
       started = true;
       loop();
     },
     wake,
-    stop() {
+    async stop(graceMs = 10_000) {
       stopping = true;
       started = false;
       if (timer) clearTimeout(timer);
+      await Promise.race([Promise.all(inflight.values()), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+      try {
+        await deps.release();
+      } catch (error) {
+        // The database is gone or never opened: the leases expire by themselves and are claimed again.
+        deps.onError(error, { phase: 'release' });
+      }
     },
   };
 }
