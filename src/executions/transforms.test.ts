@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
 import { startReceiver } from '../testing/receiver.js';
+import { claimExecutions } from './claim.js';
 
 interface Execution {
   id: string;
   status: string;
+  attempts: number;
   ruleId: string | null;
   eventId: string | null;
   error: { step: string | null; code: string; message: string } | null;
@@ -138,6 +140,31 @@ function transform(event: { type: string; payload: Order }, ctx: { log(...a: unk
       // Removing the transform makes the rule deliver events as they are again.
       await call(key, 'PATCH', `/v1/rules/${created.id}`, { transform: null });
       expect(await emit(key, { raw: true })).toMatchObject({ deliveries: 1, executions: 0 });
+    });
+
+    it('an execution whose runner died is claimed again after its lease, writes its deliveries once, and is abandoned after 3 claims', async () => {
+      const { key, destination, workspaceId } = await setup('lease');
+      const created = await rule(key, { name: 'lease', destinationIds: [destination.id], transform: { language: 'javascript', code: 'function transform(e) { return [e.payload, e.payload]; }' } });
+      await emit(key, { n: 1 });
+      const claim = (owner: string) => claimExecutions(t.app.core.withPlatform, t.clock.now(), 10, { owner, leaseMs: 10_000 });
+      // A runner takes it and dies; while its lease lasts, nobody else can.
+      expect((await claim('exr_dead')).map((c) => c.workspace_id)).toContain(workspaceId);
+      expect((await claim('exr_other')).map((c) => c.workspace_id)).not.toContain(workspaceId);
+      t.clock.advance(11_000);
+      await work();
+      const [execution] = await executionsOf(key, created.id);
+      expect(execution).toMatchObject({ status: 'succeeded', attempts: 2 });
+      expect(receivedBy(workspaceId, 'lease')).toHaveLength(2);
+      // Killed at every claim: after the third, the next claim fails it instead of running it again.
+      await emit(key, { n: 2 });
+      for (let i = 0; i < 3; i++) {
+        expect((await claim(`exr_dead_${String(i)}`)).map((c) => c.workspace_id)).toContain(workspaceId);
+        t.clock.advance(11_000);
+      }
+      await work();
+      const [abandoned] = await executionsOf(key, created.id);
+      expect(abandoned).toMatchObject({ status: 'failed', attempts: 4, error: { code: 'abandoned' } });
+      expect(receivedBy(workspaceId, 'lease')).toHaveLength(2);
     });
 
     it('another workspace cannot see or retry an execution', async () => {
