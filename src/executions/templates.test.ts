@@ -3,6 +3,7 @@
  * connections. One event in each must reach each tenant's (local, fake) third-party API with
  * that tenant's credential and nobody else's, and leave two complete execution logs.
  */
+import { createHmac } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cronJob } from './scheduler.js';
@@ -249,6 +250,38 @@ describe.each(backends)('integration templates end to end on $name', (backend) =
       const view = (await call(w.key, 'GET', `/v1/instances/${w.instance.id}`)).json<{ state: string; attention: { slot: string; reason: string }[] }>();
       expect(view.state).toBe('needs_attention');
       expect(view.attention).toEqual([expect.objectContaining({ slot: 'crm', reason: 'missing' })]);
+    });
+
+    it('runs on events from the bound inbound source only, of the trigger\'s types', async () => {
+      const w = await t.workspaceWithKey(['*']);
+      const destination = (await call(w.key, 'POST', '/v1/destinations', { url: `${receiver.url}/${w.workspaceId}/inbound/ok` })).json<{ id: string }>();
+      const source = (await call(w.key, 'POST', '/v1/inbound-sources', { name: 'gh', scheme: 'github' })).json<{ id: string; secret: string }>();
+      const other = (await call(w.key, 'POST', '/v1/inbound-sources', { name: 'gh2', scheme: 'github' })).json<{ id: string; secret: string }>();
+      const document = {
+        name: `inbound-${backend.name}`, version: '1.0.0', description: 'pushes',
+        inboundSources: { gh: {} }, destinations: { out: {} },
+        triggers: [{ type: 'inbound', source: 'gh', eventTypes: ['github.push'] }],
+        steps: [{ name: 'shape', type: 'transform', language: 'javascript', code: 'function transform(e) { return { ref: e.payload.ref, via: e.trigger, source: e.resourceId }; }' }, { name: 'send', type: 'deliver', destination: 'out' }],
+      };
+      const published = await t.admin('POST', '/v1/integrations', document);
+      expect(published.statusCode, published.body).toBe(201);
+      const instance = await call(w.key, 'POST', '/v1/instances', { name: 'gh', integrationId: published.json<{ id: string }>().id, version: '1.0.0', inboundSources: { gh: source.id }, destinations: { out: destination.id } });
+      expect(instance.statusCode, instance.body).toBe(201);
+      const hook = async (to: { id: string; secret: string }, kind: string, ref: string) => {
+        const body = JSON.stringify({ ref });
+        const signature = `sha256=${createHmac('sha256', to.secret).update(body).digest('hex')}`;
+        const response = await t.request({ method: 'POST', url: `/hooks/${to.id}`, payload: body, headers: { 'content-type': 'application/json', 'x-github-event': kind, 'x-hub-signature-256': signature } });
+        expect(response.statusCode, response.body).toBe(202);
+      };
+      await hook(source, 'push', 'refs/heads/main');
+      await hook(source, 'issues', 'not-a-push');
+      await hook(other, 'push', 'refs/heads/other-source');
+      await work();
+      const executions = await executionsOf(w.key, instance.json<{ id: string }>().id);
+      expect(executions.map((e) => [e.trigger, e.status])).toEqual([['inbound', 'succeeded']]);
+      const got = receiver.received.filter((r) => r.path.startsWith(`/${w.workspaceId}/inbound/`)).map((r) => (JSON.parse(r.body) as { type: string; data: unknown }));
+      expect(got).toHaveLength(1);
+      expect(got[0]).toMatchObject({ type: 'github.push', data: { ref: 'refs/heads/main', via: 'inbound', source: source.id } });
     });
 
     it('fires a cron trigger once per scheduled time across concurrent schedulers, and once after downtime', async () => {
