@@ -34,6 +34,21 @@ describe('compile', () => {
     expect(result).toMatchObject({ ok: false, error: { line: 1 } });
   });
 
+  it('accepts exported top-level function declarations by blanking the export keywords, keeping positions', async () => {
+    const source = 'const k = 1;\nexport default async function transform(e) {\n  return helper(e) + k;\n}\nexport function helper(e) { return e.n; }';
+    const result = await compile(source, 'javascript');
+    expect(result).toEqual({ ok: true, code: 'const k = 1;\n               async function transform(e) {\n  return helper(e) + k;\n}\n       function helper(e) { return e.n; }' });
+    const typed = await compile('export function transform(e: { n: number }): number {\n  return e.n;\n}', 'typescript');
+    expect(typed).toMatchObject({ ok: true, code: expect.stringMatching(/^ {7}function transform\(e\)/u) as unknown });
+  });
+
+  it('still refuses other exports, anonymous default exports and exports that are not at top level', async () => {
+    expect(await compile('function transform() {}\nexport const x = 1;', 'javascript')).toMatchObject({ ok: false, error: { line: 2, column: 1, message: expect.stringMatching(/only function declarations/u) as unknown } });
+    expect(await compile('export default function (e) { return e; }', 'javascript')).toMatchObject({ ok: false, error: { line: 1, message: expect.stringMatching(/needs a name/u) as unknown } });
+    expect(await compile('function transform() {\n  export function inner() {}\n}', 'javascript')).toMatchObject({ ok: false, error: { line: 2, column: 3 } });
+    expect(await compile('const s = "export function f() {}";\nexport { s };', 'javascript')).toMatchObject({ ok: false, error: { line: 2 } });
+  });
+
   it('refuses oversized and absurdly nested code without crashing', async () => {
     expect(await compile(`// ${'x'.repeat(70 * 1024)}`, 'javascript')).toMatchObject({ ok: false, error: { message: 'the code exceeds 65536 bytes' } });
     const nested = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;

@@ -2,6 +2,11 @@
  * Save-time checking of tenant code: TypeScript is reduced to JavaScript by removing its types
  * (sucrase, which keeps line numbers), then the JavaScript is parsed by the same QuickJS that
  * will run it, without running it. Syntax errors come back with a 1-based line and column.
+ *
+ * Tenant code is a script, not a module (there is no module loader), but `export function f`,
+ * `export async function f` and `export default function f` at top level are accepted: the export
+ * keywords are blanked out (same length, so positions stay right) and `f` becomes a global
+ * function like any other declaration.
  */
 import { transform as sucraseTransform } from 'sucrase';
 import type { QuickJSWASMModule } from 'quickjs-emscripten-core';
@@ -58,24 +63,39 @@ export function createCompiler(load: () => Promise<QuickJSWASMModule>, options: 
       rt.setInterruptHandler(() => performance.now() > deadline);
       const context = rt.newContext();
       ctx = context;
-      const result = context.evalCode(code, 'transform.js', { compileOnly: true });
-      if (!result.error) {
-        result.value.dispose();
-        return { ok: true, code };
-      }
-      const read = (key: string): string => {
-        const prop = context.getProp(result.error, key);
-        const text = context.typeof(prop) === 'string' ? context.getString(prop) : '';
-        prop.dispose();
-        return text;
+      const parse = (text: string): { name: string; message: string; line: number; column: number } | undefined => {
+        const result = context.evalCode(text, 'transform.js', { compileOnly: true });
+        if (!result.error) {
+          result.value.dispose();
+          return undefined;
+        }
+        const read = (key: string): string => {
+          const prop = context.getProp(result.error, key);
+          const value = context.typeof(prop) === 'string' ? context.getString(prop) : '';
+          prop.dispose();
+          return value;
+        };
+        const error = { name: read('name'), message: read('message'), stack: read('stack') };
+        result.error.dispose();
+        const at = /transform\.js:(\d+):(\d+)/u.exec(error.stack);
+        return { name: error.name, message: error.message, line: Number(at?.[1] ?? 1), column: Number(at?.[2] ?? 1) };
       };
-      const message = read('message');
-      const name = read('name');
-      const at = /transform\.js:(\d+):(\d+)/u.exec(read('stack'));
-      result.error.dispose();
-      if (name === 'InternalError' && message === 'stack overflow') return fail('the code is nested too deeply', 1, 1);
-      if (name === 'InternalError' && message === 'out of memory') return fail('the code is too large to parse', 1, 1);
-      return fail(`${name === '' ? 'SyntaxError' : name}: ${message}`, Number(at?.[1] ?? 1), Number(at?.[2] ?? 1));
+      for (let exports = 0; ; exports++) {
+        const error = parse(code);
+        if (error === undefined) return { ok: true, code };
+        const { name, message, line, column } = error;
+        if (name === 'InternalError' && message === 'stack overflow') return fail('the code is nested too deeply', 1, 1);
+        if (name === 'InternalError' && message === 'out of memory') return fail('the code is too large to parse', 1, 1);
+        if (message === 'unsupported keyword: export' && exports < MAX_EXPORTS) {
+          const stripped = stripExport(code, line, column, (prefix) => parse(prefix) === undefined);
+          if (typeof stripped === 'string') {
+            code = stripped;
+            continue;
+          }
+          if (stripped !== undefined) return fail(stripped.message, line, column);
+        }
+        return fail(`${name === '' ? 'SyntaxError' : name}: ${message}`, line, column);
+      }
     } catch (error) {
       poisoned = true;
       module = undefined;
@@ -88,6 +108,34 @@ export function createCompiler(load: () => Promise<QuickJSWASMModule>, options: 
       }
     }
   };
+}
+
+const MAX_EXPORTS = 100;
+/** `export` [`default`] before a function declaration: what is blanked out. */
+const EXPORT_FUNCTION = /^export\s+(?:default\s+)?(?=(?:async[ \t]+)?function\b)/u;
+
+/**
+ * Blanks out the `export` (and `default`) keywords of the export the parser stopped at, when it
+ * exports a named function declaration at top level. Returns the new code, a failure to report,
+ * or undefined to report the parser's own error. `topLevel(prefix)` tells whether the code
+ * before the keyword is a complete script, i.e. the keyword is not inside a function or block.
+ */
+function stripExport(code: string, line: number, column: number, topLevel: (prefix: string) => boolean): string | { message: string } | undefined {
+  let offset = 0;
+  for (let l = 1; l < line; l++) {
+    offset = code.indexOf('\n', offset) + 1;
+    if (offset === 0) return undefined;
+  }
+  offset += column - 1;
+  const keywords = EXPORT_FUNCTION.exec(code.slice(offset, offset + 200))?.[0];
+  if (keywords === undefined) {
+    return code.startsWith('export', offset) ? { message: 'only function declarations can be exported (export function transform…); other exports are not supported' } : undefined;
+  }
+  if (/^(?:async[ \t]+)?function\s*\*?\s*\(/u.test(code.slice(offset + keywords.length, offset + keywords.length + 200))) {
+    return { message: 'an exported function needs a name: export default function transform(event, ctx) { … }' };
+  }
+  if (!topLevel(code.slice(0, offset))) return undefined;
+  return code.slice(0, offset) + keywords.replace(/[^\n]/gu, ' ') + code.slice(offset + keywords.length);
 }
 
 function fail(message: string, line: number, column: number): CompileResult {

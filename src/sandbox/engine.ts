@@ -2,27 +2,18 @@
  * One execution in a fresh QuickJS runtime and context. Runs inside a worker thread (see
  * worker.ts) but has no dependency on it, so it is also testable in-process.
  */
-import { type QuickJSContext, type QuickJSDeferredPromise, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule, newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten-core';
-import variantModule from '@jitl/quickjs-wasmfile-release-sync';
-import { PRELUDE } from './prelude.js';
+import { DefaultIntrinsics, type QuickJSContext, type QuickJSDeferredPromise, type QuickJSHandle, type QuickJSRuntime, type QuickJSWASMModule } from 'quickjs-emscripten-core';
+import { buildCtx, prepareGlobals } from './guest-api.js';
 import type { ExecutionOutcome, ExecutionRequest, HostCallAnswer, SandboxErrorCode, SandboxFailure } from './types.js';
 
 export type { QuickJSWASMModule };
-
-type Variant = Parameters<typeof newQuickJSWASMModuleFromVariant>[0];
-
-/** Loads the QuickJS WASM build: the sync, release variant (no asyncify, no install scripts). */
-export function loadQuickJS(): Promise<QuickJSWASMModule> {
-  // The package's types describe its CommonJS shape ({ default: variant }); the ESM build that
-  // Node loads here exports the variant itself. Accept both.
-  const candidate: unknown = variantModule;
-  const variant = (typeof candidate === 'object' && candidate !== null && 'default' in candidate ? candidate.default : candidate) as Variant;
-  return newQuickJSWASMModuleFromVariant(variant);
-}
+export { loadQuickJS } from './wasm.js';
 
 export interface EngineHost {
   /** Forwards a granted, counted, size-checked call to the host; never rejects. */
   call(name: string, argsJson: string): Promise<HostCallAnswer>;
+  /** Whether the WASM instance's linear memory is at its cap (see wasm.ts); absent: never. */
+  memoryExhausted?(): boolean;
 }
 
 export interface EngineResult {
@@ -103,7 +94,9 @@ export async function execute(module: QuickJSWASMModule, request: ExecutionReque
       else if (t > wallDeadline) interrupted ??= 'wall';
       return interrupted !== undefined;
     });
-    const context = rt.newContext();
+    // The standard intrinsics without WeakRef and FinalizationRegistry, which a full context
+    // would create only for prepareGlobals to delete them.
+    const context = rt.newContext({ intrinsics: DefaultIntrinsics });
     ctx = context;
     const runtime = rt;
 
@@ -120,11 +113,38 @@ export async function execute(module: QuickJSWASMModule, request: ExecutionReque
       handles.push(h);
       return h;
     };
+    /**
+     * Whether the runtime is (nearly) out of memory, by QuickJS's own accounting or at the
+     * instance's cap. Only asked on failure paths: it lifts the limit and builds QuickJS's
+     * service context (~0.3 ms), which is fine because the execution is ending anyway.
+     */
+    const outOfMemory = (): boolean => {
+      if (host.memoryExhausted?.() === true) return true;
+      try {
+        runtime.setMemoryLimit(-1);
+        const usage = runtime.computeMemoryUsage();
+        const size = context.getProp(usage, 'memory_used_size');
+        const used = context.typeof(size) === 'number' ? context.getNumber(size) : 0;
+        size.dispose();
+        usage.dispose();
+        // QuickJS's own estimate of live bytes. Its limit trips at ~40% of the nominal figure
+        // on this build (its accounting is not in bytes: see wasm.ts); a quarter of the limit
+        // separates "ran out" from a deliberate `throw null` of a normal transform.
+        return used >= limits.memoryBytes / 4;
+      } catch {
+        return false;
+      }
+    };
     const classify = (errorHandle: QuickJSHandle): Failure => {
       if (interrupted) return new Failure('timeout', timeoutMessage());
       if (denied !== undefined) return new Failure('capability_denied', `capability ${denied} is not granted to this code`);
       if (tooMany) return new Failure('too_many_calls', `more than ${limits.hostCalls} host calls in one execution`);
       const { name, message, location } = describe(context, errorHandle);
+      // Out of memory inside a promise job: QuickJS could not even build the error object and
+      // threw null (or an error without its message). The runtime's memory tells it from a
+      // guest's own `throw null`.
+      const bare = message === '(no message)' && (name === 'Error' || name === 'InternalError');
+      if (bare && outOfMemory()) return new Failure('memory', `execution exceeded the memory limit of ${limits.memoryBytes} bytes`);
       if (name === 'InternalError' && message === 'out of memory') return new Failure('memory', `execution exceeded the memory limit of ${limits.memoryBytes} bytes`);
       if (name === 'RangeError' && /too large to allocate|invalid array buffer length/u.test(message)) return new Failure('memory', `execution exceeded the memory limit of ${limits.memoryBytes} bytes (${message})`);
       if (name === 'InternalError' && message === 'stack overflow') return new Failure('stack_overflow', `execution exceeded the stack limit of ${limits.stackBytes} bytes`);
@@ -138,10 +158,8 @@ export async function execute(module: QuickJSWASMModule, request: ExecutionReque
       return own(result.value as QuickJSHandle);
     };
 
-    const rawLog = own(context.newFunction('log', (lineHandle) => {
-      appendLog(context.typeof(lineHandle) === 'string' ? context.getString(lineHandle) : '[invalid log line]');
-    }));
-    const rawCall = own(context.newFunction('call', (nameHandle, argsHandle) => {
+    /** Starts a host call for the guest; answers with a promise handle the guest owns. */
+    const startCall = (name: string, argsJson: string): QuickJSHandle => {
       const deferred = context.newPromise();
       deferreds.add(deferred);
       const reject = (message: string): void => {
@@ -149,8 +167,6 @@ export async function execute(module: QuickJSWASMModule, request: ExecutionReque
         deferred.reject(error);
         error.dispose();
       };
-      const name = context.typeof(nameHandle) === 'string' ? context.getString(nameHandle) : '';
-      const argsJson = context.typeof(argsHandle) === 'string' ? context.getString(argsHandle) : 'null';
       if (!request.capabilities.includes(name)) {
         denied ??= clip(name, 200);
         reject(`capability ${clip(name, 200)} is not granted`);
@@ -166,53 +182,84 @@ export async function execute(module: QuickJSWASMModule, request: ExecutionReque
           if (answer.ok && byteLength(answer.json) > limits.hostCallBytes) {
             reject(`host call answer exceeds ${limits.hostCallBytes} bytes`);
           } else if (answer.ok) {
-            const value = context.newString(answer.json);
-            deferred.resolve(value);
-            value.dispose();
+            // Parsed here rather than in a promise job: see invoke below.
+            const text = context.newString(answer.json);
+            const parsed = guest(() => context.callFunction(intrinsics.parse, context.undefined, text));
+            text.dispose();
+            if (parsed.error) {
+              deferred.reject(parsed.error);
+              parsed.error.dispose();
+            } else {
+              deferred.resolve(parsed.value);
+              parsed.value.dispose();
+            }
           } else {
             reject(answer.message);
           }
+        }).catch(() => {
+          // Settling failed inside the runtime (out of memory): the execution ends at its wall
+          // time or when nothing is pending, and is classified from the runtime's state.
         });
         inFlight.add(pending);
         void pending.finally(() => inFlight.delete(pending));
       }
       return deferred.handle;
-    }));
+    };
 
-    const preludeFn = unwrap(guest(() => context.evalCode(PRELUDE, 'sandbox:prelude')));
-    const invoke = unwrap(guest(() => context.callFunction(
-      preludeFn,
-      context.undefined,
-      rawCall,
-      rawLog,
-      own(context.newString(request.configJson)),
-      own(context.newString(JSON.stringify(request.capabilities))),
-      own(context.newNumber(limits.logLineBytes)),
-    )));
+    const intrinsics = prepareGlobals(context, own);
+    const built = guest(() => buildCtx(context, intrinsics, {
+      own,
+      logOpen: () => !logClosed,
+      log: appendLog,
+      halted: () => interrupted !== undefined,
+      call: startCall,
+      lineChars: limits.logLineBytes,
+    }, request.configJson, request.capabilities));
+    if ('error' in built) throw classify(own(built.error));
 
     unwrap(guest(() => context.evalCode(request.code, 'transform.js')));
-    const entry = unwrap(guest(() => context.evalCode(`typeof ${request.entry} === 'function' ? ${request.entry} : undefined`, 'sandbox:entry')));
-    if (context.typeof(entry) !== 'function') throw new Failure('runtime_error', `the code does not define a function named ${request.entry}`);
-    const promise = unwrap(guest(() => context.callFunction(invoke, context.undefined, entry, own(context.newString(request.inputJson)))));
+    // A function declaration is a property of the global object (~3 µs to read); anything else
+    // (a top-level let or const, or a getter that throws) goes through the slower evaluation.
+    let entry = own(guest(() => context.getProp(context.global, request.entry)));
+    if (context.typeof(entry) !== 'function') {
+      entry = unwrap(guest(() => context.evalCode(`typeof ${request.entry} === 'function' ? ${request.entry} : undefined`, 'sandbox:entry')));
+      if (context.typeof(entry) !== 'function') throw new Failure('runtime_error', `the code does not define a function named ${request.entry}`);
+    }
+    // The entry is called directly, not from a promise job: QuickJS leaks (and then asserts at
+    // teardown) when an out-of-memory error unwinds through a job, so the common path avoids jobs.
+    const event = unwrap(guest(() => context.callFunction(intrinsics.parse, context.undefined, own(context.newString(request.inputJson)))));
+    const returned = unwrap(guest(() => context.callFunction(entry, context.undefined, event, built.ctx)));
+    // Promise.resolve follows thenables, as `await` would.
+    const promise = unwrap(guest(() => context.callFunction(intrinsics.promiseResolve, intrinsics.promise, returned)));
 
     for (;;) {
-      const jobs = guest(() => runtime.executePendingJobs());
-      if (jobs.error) throw classify(own(jobs.error));
+      if (runtime.hasPendingJob()) {
+        const jobs = guest(() => runtime.executePendingJobs());
+        if (jobs.error) throw classify(own(jobs.error));
+      }
       // Set by the interrupt handler during the call above (invisible to control-flow analysis).
       if ((interrupted as string | undefined) !== undefined) throw new Failure('timeout', timeoutMessage());
       const state = context.getPromiseState(promise);
       if (state.type === 'fulfilled') {
-        own(state.value);
-        if (grantExceeded()) throw classify(state.value);
-        if (context.typeof(state.value) !== 'string') throw new Failure('runtime_error', 'the result could not be serialized as JSON');
-        const outputJson = context.getString(state.value);
+        const value = own(state.value);
+        if (grantExceeded()) throw classify(value);
+        let outputJson = 'null';
+        if (context.typeof(value) !== 'undefined') {
+          const json = unwrap(guest(() => context.callFunction(intrinsics.stringify, context.undefined, value)));
+          // undefined for functions and symbols: null, as for undefined itself.
+          if (context.typeof(json) === 'string') outputJson = context.getString(json);
+        }
         if (byteLength(outputJson) > limits.outputBytes) throw new Failure('output_too_large', `the result exceeds ${limits.outputBytes} bytes of JSON`);
         outcome = { ok: true, outputJson, logs, calls };
         break;
       }
       if (state.type === 'rejected') throw classify(own(state.error));
       if (runtime.hasPendingJob()) continue;
-      if (inFlight.size === 0) throw new Failure('runtime_error', 'the transform returned a promise that can never settle (nothing is pending)');
+      if (inFlight.size === 0) {
+        // Out of memory can also drop a promise job on the floor, which leaves nothing pending.
+        if (outOfMemory()) throw new Failure('memory', `execution exceeded the memory limit of ${limits.memoryBytes} bytes`);
+        throw new Failure('runtime_error', 'the transform returned a promise that can never settle (nothing is pending)');
+      }
       const remaining = wallDeadline - now();
       if (remaining <= 0) {
         interrupted = 'wall';

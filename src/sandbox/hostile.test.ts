@@ -42,6 +42,22 @@ describe('hostile tenant code', () => {
     await expectCode('function transform() { return String(10n ** 100000000n).length; }', 'memory', { limits: { wallTimeMs: 20_000 } });
   });
 
+  it('many allocations each below the limit are bounded too (QuickJS under WASM does not count their bytes)', async () => {
+    const started = performance.now();
+    await expectCode('function transform() { const keep = []; for (;;) keep.push(new ArrayBuffer(100 * 1024)); }', 'memory', { limits: { cpuTimeMs: 5_000, wallTimeMs: 10_000 } });
+    await expectCode('function transform() { const keep = []; for (let i = 0; ; i++) keep.push(String(i).repeat(50_000)); }', 'memory', { limits: { cpuTimeMs: 5_000, wallTimeMs: 10_000 } });
+    // Without the cap these grew WASM memory to 2 GiB (several seconds) before failing.
+    expect(performance.now() - started).toBeLessThan(4_000);
+    expect(await run('function transform() { return "still serving"; }')).toMatchObject({ ok: true, value: 'still serving' });
+  });
+
+  it('out of memory inside a promise job is reported as memory, not as an anonymous error', async () => {
+    const code = 'function transform() { const keep = []; const step = () => { keep.push({ n: keep.length }); return Promise.resolve().then(step); }; return step(); }';
+    await expectCode(code, 'memory', { limits: { memoryBytes: 2 * 1024 * 1024, cpuTimeMs: 3_000 } });
+    // A guest that throws null itself is still a runtime error.
+    await expectCode('function transform() { throw null; }', 'runtime_error');
+  });
+
   it('huge outputs and inputs are refused by size', async () => {
     await expectCode('function transform() { return "x".repeat(2 * 1024 * 1024); }', 'output_too_large', { limits: { outputBytes: 1024 * 1024 } });
     await expectCode('function transform(e) { return e; }', 'input_too_large', { input: 'x'.repeat(2 * 1024 * 1024) });
