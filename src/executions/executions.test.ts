@@ -1,15 +1,12 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
-import { createAuthHook } from '../http/auth.js';
-import { createHttpServer, type HttpServer } from '../http/server.js';
+import type { HttpServer } from '../http/server.js';
 import { newId } from '../ids.js';
-import { createAuthFailureLimiter, createRateLimiter } from '../limits/rate-limit.js';
-import { createLogger } from '../logging.js';
 import { encodeCursor } from '../pagination.js';
-import { startTestApp, testSecrets, type TestApp } from '../testing/app.js';
+import { startTestApp, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
-import { version } from '../version.js';
+import { startSideServer } from '../testing/side-server.js';
 import { executionRetentionJob } from './retention.js';
 import { registerExecutionRoutes } from './routes.js';
 import { createExecutionStore, type ExecutionStatus, type ExecutionStore, type ExecutionView, type StepRecord } from './store.js';
@@ -17,28 +14,12 @@ import { createExecutionStore, type ExecutionStatus, type ExecutionStore, type E
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/**
- * The execution routes on a server of their own, wired exactly as app.ts wires a route file
- * (same server factory, same auth hook, the app's own authenticator and database). buildApp
- * calls `ready()` before a test can add routes, and app.ts is not ours to edit; once it
- * registers these routes, this server is still a faithful copy of that wiring.
- */
+/** The execution routes over a store this test builds (testing/side-server.ts: wired as app.ts wires them). */
 async function startExecutionRoutesServer(t: TestApp, executions: ExecutionStore): Promise<{ http: HttpServer; close(): Promise<void> }> {
   const { core } = t.app;
-  const http = await createHttpServer({ logger: createLogger({ level: 'silent' }), bodyLimit: t.config.bodyLimitBytes, trustProxy: false, version });
-  http.addHook(
-    'onRequest',
-    createAuthHook({
-      adminToken: testSecrets.adminToken,
-      authenticator: core.authenticator,
-      rateLimiter: createRateLimiter(t.config.rateLimits),
-      authFailures: createAuthFailureLimiter(t.config.authFailuresPerMinute),
-      lastUsed: core.lastUsed,
-      now: () => t.clock.now(),
-    }),
-  );
-  registerExecutionRoutes(http, { withWorkspace: core.withWorkspace, executions });
-  await http.ready();
+  const http = await startSideServer(t, (http) => {
+    registerExecutionRoutes(http, { withWorkspace: core.withWorkspace, executions });
+  });
   return { http, close: () => http.close() };
 }
 

@@ -60,7 +60,7 @@ export function createExecutionRunner(deps: {
   }
 
   /** Writes the outcome, only while the lease is ours. */
-  async function record(tx: WorkspaceTx, plan: Pick<Plan, 'executionId' | 'ruleId'>, outcome: StepsOutcome | { error: { code: string; message: string } }): Promise<number> {
+  async function record(tx: WorkspaceTx, plan: Pick<Plan, 'executionId' | 'ruleId'> & { readonly trigger?: { readonly id: string | null } }, outcome: StepsOutcome | { error: { code: string; message: string } }): Promise<number> {
     const now = runtime.now();
     const id = plan.executionId;
     const sealer = vault.workspace(tx);
@@ -94,14 +94,13 @@ export function createExecutionRunner(deps: {
     for (const [i, d] of outcome.deliveries.entries()) {
       sealed.push(Buffer.from(await sealer.seal({ table: 'deliveries', rowId: ids[i] as string, column: 'payload' }, JSON.stringify(d.payload))).toString('hex'));
     }
-    const { rows } = await tx.query<{ event_id: string | null }>('SELECT event_id FROM executions WHERE id = $1', [id]);
     const written = await tx.query(
       `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, execution_id, part, event_type, payload, status, next_attempt_at, created_at, updated_at)
        SELECT $1, d.id, $2, d.destination_id, $3, $4, d.part, d.event_type, decode(d.payload, 'hex'), 'pending', $5, $5, $5
          FROM unnest($6::text[], $7::text[], $8::int[], $9::text[], $10::text[]) AS d(id, destination_id, part, event_type, payload)
        ON CONFLICT (workspace_id, execution_id, destination_id, part) WHERE execution_id IS NOT NULL DO NOTHING`,
       [
-        tx.workspaceId, rows[0]?.event_id ?? null, plan.ruleId, id, now,
+        tx.workspaceId, plan.trigger?.id ?? null, plan.ruleId, id, now,
         ids, outcome.deliveries.map((d) => d.destinationId), outcome.deliveries.map((d) => d.part), outcome.deliveries.map((d) => d.eventType), sealed,
       ],
     );

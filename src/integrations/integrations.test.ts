@@ -10,15 +10,12 @@
  */
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAuthHook } from '../http/auth.js';
-import { createHttpServer, type HttpServer } from '../http/server.js';
-import { createAuthFailureLimiter, createRateLimiter } from '../limits/rate-limit.js';
-import { createLogger } from '../logging.js';
+import type { HttpServer } from '../http/server.js';
 import { createCompiler } from '../sandbox/compile.js';
 import { loadQuickJS } from '../sandbox/engine.js';
 import { startTestApp, type TestApp, testSecrets } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
-import { version } from '../version.js';
+import { startSideServer } from '../testing/side-server.js';
 import { createInstanceService } from './instances.js';
 import { createIntegrationService } from './integrations.js';
 import { registerInstanceRoutes, registerIntegrationCatalogRoutes, registerIntegrationRoutes } from './routes.js';
@@ -34,22 +31,11 @@ async function serveIntegrations(t: TestApp): Promise<Api> {
   const compile = createCompiler(loadQuickJS, { maxSourceBytes: 256 * 1024 });
   const integrations = createIntegrationService({ withPlatform: core.withPlatform, runtime: t.clock, compile });
   const instances = createInstanceService({ vault: core.vault, runtime: t.clock });
-  const http = await createHttpServer({ logger: createLogger({ level: 'silent' }), bodyLimit: t.config.bodyLimitBytes, trustProxy: false, version });
-  http.addHook(
-    'onRequest',
-    createAuthHook({
-      adminToken: testSecrets.adminToken,
-      authenticator: core.authenticator,
-      rateLimiter: createRateLimiter(t.config.rateLimits),
-      authFailures: createAuthFailureLimiter(t.config.authFailuresPerMinute),
-      lastUsed: core.lastUsed,
-      now: () => t.clock.now(),
-    }),
-  );
-  registerIntegrationRoutes(http, { integrations });
-  registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations });
-  registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances, limits: { instances: 100 } });
-  await http.ready();
+  const http = await startSideServer(t, (http) => {
+    registerIntegrationRoutes(http, { integrations });
+    registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations });
+    registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances, limits: { instances: 100 } });
+  });
   const call: Api['call'] = (token, method, url, json, headers = {}) =>
     http.inject({
       method,
