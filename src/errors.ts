@@ -20,6 +20,9 @@ export const errorStatus = {
   api_key_revoked: 401,
   ip_not_allowed: 403,
   insufficient_scope: 403,
+  // a key asked to mint or rotate a key less restricted than itself (CIDRs, expiry); details
+  // `{ field: 'allowedCidrs' | 'expiresAt', ... }` name the field and the parent's value
+  restriction_exceeds_parent: 403,
   forbidden: 403,
   // resources
   not_found: 404,

@@ -108,6 +108,113 @@ describe.each(backends)('API keys on $name', (backend) => {
       expect(after.json<{ data: unknown[] }>().data.length).toBe(before.json<{ data: unknown[] }>().data.length + 1);
     });
 
+    /** A key minted by the admin token into a workspace (unrestricted by any other key). */
+    const adminKey = async (workspaceId: string, body: Record<string, unknown>) => {
+      const res = await t.admin('POST', `/v1/workspaces/${workspaceId}/api-keys`, { name: 'k', ...body });
+      expect(res.statusCode).toBe(201);
+      return res.json<{ id: string; key: string; expiresAt: string | null; allowedCidrs: string[] }>();
+    };
+    const rowsOf = async (workspaceId: string) =>
+      (await t.database.db.owner.query('SELECT id, scopes, allowed_cidrs, expires_at, revoked_at FROM api_keys WHERE workspace_id = $1 ORDER BY id', [workspaceId])).rows;
+    const strip = (body: Record<string, unknown>) => ({ ...body, requestId: undefined });
+
+    it('a keys:manage key cannot see, rotate or revoke a key with wider scopes: 404 as for a missing key, and nothing changes', async () => {
+      const owner = await t.workspaceWithKey(['*']);
+      const manager = await adminKey(owner.workspaceId, { scopes: ['keys:manage', 'events:write'] });
+      const partly = await adminKey(owner.workspaceId, { scopes: ['events:read', 'audit:read'] });
+      const narrower = await adminKey(owner.workspaceId, { scopes: ['events:read'] });
+      const before = await rowsOf(owner.workspaceId);
+      const missing = 'key_00000000000000000000000000';
+
+      const list = await get(manager.key, '/v1/api-keys?limit=200');
+      expect(list.json<{ data: { id: string }[] }>().data.map((k) => k.id).sort()).toEqual([manager.id, narrower.id].sort());
+      for (const wider of [owner.keyId, partly.id]) {
+        for (const [method, suffix] of [['GET', ''], ['POST', '/rotate'], ['DELETE', '']] as const) {
+          const send = (id: string) => t.request({ method, url: `/v1/api-keys/${id}${suffix}`, token: manager.key, ...(method === 'POST' ? { json: { gracePeriodSeconds: 0 } } : {}) });
+          const theirs = await send(wider);
+          const none = await send(missing);
+          expect({ method, suffix, status: theirs.statusCode }).toEqual({ method, suffix, status: 404 });
+          expect(strip(theirs.json())).toEqual(strip(none.json()));
+        }
+      }
+      expect(await rowsOf(owner.workspaceId)).toEqual(before);
+      expect((await get(owner.key, '/v1/api-keys')).statusCode).toBe(200);
+
+      // Narrower keys and itself: visible and manageable.
+      expect((await get(manager.key, `/v1/api-keys/${narrower.id}`)).statusCode).toBe(200);
+      const rotated = await t.request({ method: 'POST', url: `/v1/api-keys/${narrower.id}/rotate`, token: manager.key, json: { gracePeriodSeconds: 0 } });
+      expect(rotated.statusCode).toBe(201);
+      const fresh = rotated.json<{ id: string }>().id;
+      expect((await t.request({ method: 'DELETE', url: `/v1/api-keys/${fresh}`, token: manager.key })).statusCode).toBe(204);
+      const self = await t.request({ method: 'POST', url: `/v1/api-keys/${manager.id}/rotate`, token: manager.key, json: { gracePeriodSeconds: 60 } });
+      expect(self.statusCode).toBe(201);
+      expect(self.json<{ scopes: string[] }>().scopes).toEqual(['events:write', 'keys:manage']);
+    });
+
+    it('a CIDR-bound key mints only keys within its CIDRs; omitted CIDRs inherit them, and a refusal writes nothing', async () => {
+      const { workspaceId } = await t.workspaceWithKey(['*']);
+      const parent = await adminKey(workspaceId, { scopes: ['keys:manage', 'events:read'], allowedCidrs: ['127.0.0.18/32', '2001:db8::/32'] });
+      const mint = (json: Record<string, unknown>) => t.request({ method: 'POST', url: '/v1/api-keys', token: parent.key, remoteAddress: '127.0.0.18', json: { name: 'child', scopes: ['events:read'], ...json } });
+      const before = await rowsOf(workspaceId);
+      for (const allowedCidrs of [[], ['127.0.0.0/8'], ['10.0.0.1/32'], ['127.0.0.18/32', '2001:db9::1'], ['::/0']]) {
+        const res = await mint({ allowedCidrs });
+        expect({ allowedCidrs, status: res.statusCode, code: res.json<{ code: string }>().code }).toEqual({ allowedCidrs, status: 403, code: 'restriction_exceeds_parent' });
+        expect(res.json<{ field: string }>().field).toBe('allowedCidrs');
+      }
+      expect(await rowsOf(workspaceId)).toEqual(before);
+
+      const inherited = await mint({});
+      expect(inherited.statusCode).toBe(201);
+      const child = inherited.json<{ key: string; allowedCidrs: string[] }>();
+      expect(child.allowedCidrs).toEqual(['127.0.0.18/32', '2001:db8::/32']);
+      const fromElsewhere = await t.request({ method: 'GET', url: '/v1/events', token: child.key, remoteAddress: '127.0.0.1' });
+      expect([fromElsewhere.statusCode, fromElsewhere.json<{ code: string }>().code]).toEqual([403, 'ip_not_allowed']);
+      for (const allowedCidrs of [['127.0.0.18/32'], ['::ffff:127.0.0.18/128'], ['2001:db8:1::/48', '127.0.0.18']]) {
+        const res = await mint({ allowedCidrs });
+        expect({ allowedCidrs, status: res.statusCode }).toEqual({ allowedCidrs, status: 201 });
+      }
+    });
+
+    it('an expiring key mints only keys that expire no later; an omitted expiry inherits its expiry', async () => {
+      const { workspaceId } = await t.workspaceWithKey(['*']);
+      const parentExpiry = new Date(t.clock.now().getTime() + 3_600_000);
+      const parent = await adminKey(workspaceId, { scopes: ['keys:manage', 'events:read'], expiresAt: parentExpiry.toISOString() });
+      const mint = (json: Record<string, unknown>) => t.request({ method: 'POST', url: '/v1/api-keys', token: parent.key, json: { name: 'child', scopes: ['events:read'], ...json } });
+      const before = await rowsOf(workspaceId);
+      const later = await mint({ expiresAt: new Date(parentExpiry.getTime() + 1000).toISOString() });
+      expect([later.statusCode, later.json<{ code: string }>().code, later.json<{ field: string }>().field]).toEqual([403, 'restriction_exceeds_parent', 'expiresAt']);
+      expect(await rowsOf(workspaceId)).toEqual(before);
+
+      const inherited = await mint({});
+      expect(inherited.statusCode).toBe(201);
+      expect(inherited.json<{ expiresAt: string | null }>().expiresAt).toBe(parentExpiry.toISOString());
+      const sooner = new Date(parentExpiry.getTime() - 1_800_000).toISOString();
+      const earlier = await mint({ expiresAt: sooner });
+      expect([earlier.statusCode, earlier.json<{ expiresAt: string | null }>().expiresAt]).toEqual([201, sooner]);
+    });
+
+    it('rotation hands out only what the rotating key could mint: a restricted key cannot rotate a less restricted one, but can rotate itself', async () => {
+      const { workspaceId } = await t.workspaceWithKey(['*']);
+      const unbound = await adminKey(workspaceId, { scopes: ['events:read'] });
+      const fenced = await adminKey(workspaceId, { scopes: ['keys:manage', 'events:read'], allowedCidrs: ['127.0.0.18/32'] });
+      const expiring = await adminKey(workspaceId, { scopes: ['keys:manage', 'events:read'], expiresAt: new Date(t.clock.now().getTime() + 3_600_000).toISOString() });
+      const before = await rowsOf(workspaceId);
+      const byFenced = await t.request({ method: 'POST', url: `/v1/api-keys/${unbound.id}/rotate`, token: fenced.key, remoteAddress: '127.0.0.18', json: { gracePeriodSeconds: 0 } });
+      expect([byFenced.statusCode, byFenced.json<{ code: string }>().code, byFenced.json<{ field: string }>().field]).toEqual([403, 'restriction_exceeds_parent', 'allowedCidrs']);
+      const byExpiring = await t.request({ method: 'POST', url: `/v1/api-keys/${unbound.id}/rotate`, token: expiring.key, json: { gracePeriodSeconds: 0 } });
+      expect([byExpiring.statusCode, byExpiring.json<{ code: string }>().code, byExpiring.json<{ field: string }>().field]).toEqual([403, 'restriction_exceeds_parent', 'expiresAt']);
+      expect(await rowsOf(workspaceId)).toEqual(before);
+      // Revoking takes nothing away from the caller's reach: scopes alone decide.
+      expect((await get(fenced.key, `/v1/api-keys/${unbound.id}`, '127.0.0.18')).statusCode).toBe(200);
+
+      const self = await t.request({ method: 'POST', url: `/v1/api-keys/${fenced.id}/rotate`, token: fenced.key, remoteAddress: '127.0.0.18', json: { gracePeriodSeconds: 0 } });
+      expect(self.statusCode).toBe(201);
+      expect(self.json<{ allowedCidrs: string[] }>().allowedCidrs).toEqual(['127.0.0.18/32']);
+      const selfExpiring = await t.request({ method: 'POST', url: `/v1/api-keys/${expiring.id}/rotate`, token: expiring.key, json: { gracePeriodSeconds: 0 } });
+      expect([selfExpiring.statusCode, selfExpiring.json<{ expiresAt: string }>().expiresAt]).toEqual([201, expiring.expiresAt]);
+      expect((await t.request({ method: 'DELETE', url: `/v1/api-keys/${unbound.id}`, token: self.json<{ key: string }>().key, remoteAddress: '127.0.0.18' })).statusCode).toBe(204);
+    });
+
     it("a key of workspace A gets 404 for workspace B's key, exactly as for a missing one", async () => {
       const a = await t.workspaceWithKey(['*']);
       const b = await t.workspaceWithKey(['*']);

@@ -1,6 +1,11 @@
 /**
  * API key lifecycle inside one workspace: create (plaintext returned once), list, get, rotate
  * with a grace period, revoke. Every change is audited in the same transaction.
+ *
+ * When a key acts on keys (`caller`), delegation only narrows (`narrowing.ts`): it sees, rotates
+ * and revokes only keys whose scopes it covers (any other key is "not found", like a missing
+ * one, so wider keys are not even revealed), and what it mints or receives by rotation is within
+ * its own grant. Without a caller (the admin token, the CLI) nothing is narrowed.
  */
 import type { ActionContext } from '../audit/context.js';
 import { workspaceAudit } from '../audit/store.js';
@@ -12,7 +17,8 @@ import { decodeCursor, type Page, toPage } from '../pagination.js';
 import { displayPrefix, formatApiKey } from './api-key-format.js';
 import { parseCidr } from './cidr.js';
 import { hashApiKey } from './key-hash.js';
-import { hasScope, type Scope } from './scopes.js';
+import { coveredScopes, type Grant, type GrantRequest, narrow, refusalError, unrestricted } from './narrowing.js';
+import type { Scope } from './scopes.js';
 
 export interface ApiKeyView {
   readonly id: string;
@@ -53,12 +59,15 @@ interface Row {
 const COLUMNS = 'id, workspace_id, name, prefix, scopes, allowed_cidrs, expires_at, revoked_at, last_used_at, rotated_from, created_at';
 export const MAX_GRACE_SECONDS = 30 * 24 * 3600;
 
+/** The grant of the key acting on keys; undefined for the admin token and the CLI (unrestricted). */
+type Caller = Grant | undefined;
+
 export interface ApiKeyService {
-  create(tx: WorkspaceTx, ctx: ActionContext, input: CreateApiKeyInput, options: { environment: string; creatorScopes?: readonly string[] | undefined }): Promise<{ view: ApiKeyView; key: string }>;
-  list(tx: WorkspaceTx, options: { cursor?: string | undefined; limit: number }): Promise<Page<ApiKeyView>>;
-  get(tx: WorkspaceTx, id: string): Promise<ApiKeyView>;
-  rotate(tx: WorkspaceTx, ctx: ActionContext, id: string, options: { gracePeriodSeconds: number; environment: string }): Promise<{ view: ApiKeyView; key: string; previous: ApiKeyView }>;
-  revoke(tx: WorkspaceTx, ctx: ActionContext, id: string): Promise<ApiKeyView>;
+  create(tx: WorkspaceTx, ctx: ActionContext, input: CreateApiKeyInput, options: { environment: string; caller?: Caller }): Promise<{ view: ApiKeyView; key: string }>;
+  list(tx: WorkspaceTx, options: { cursor?: string | undefined; limit: number; caller?: Caller }): Promise<Page<ApiKeyView>>;
+  get(tx: WorkspaceTx, id: string, caller?: Caller): Promise<ApiKeyView>;
+  rotate(tx: WorkspaceTx, ctx: ActionContext, id: string, options: { gracePeriodSeconds: number; environment: string; caller?: Caller }): Promise<{ view: ApiKeyView; key: string; previous: ApiKeyView }>;
+  revoke(tx: WorkspaceTx, ctx: ActionContext, id: string, caller?: Caller): Promise<ApiKeyView>;
 }
 
 export function createApiKeyService(deps: { runtime: Runtime; pepper: string }): ApiKeyService {
@@ -82,12 +91,23 @@ export function createApiKeyService(deps: { runtime: Runtime; pepper: string }):
     };
   };
 
-  async function find(tx: WorkspaceTx, id: string): Promise<Row> {
-    // RLS already confines the query to the transaction's workspace; another workspace's key
-    // is therefore "not found", exactly like a key that never existed.
-    const row = isId('apiKey', id) ? (await tx.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1`, [id])).rows[0] : undefined;
+  // The scopes a caller covers, as a SQL array filter (`scopes <@ $n`); null: no filter.
+  const visibleScopes = (caller: Caller): string[] | null => (caller ? coveredScopes(caller.scopes) : null);
+
+  async function find(tx: WorkspaceTx, id: string, caller: Caller, lock = false): Promise<Row> {
+    // RLS already confines the query to the transaction's workspace; another workspace's key,
+    // like a key wider than the caller, is therefore "not found", exactly like a missing one.
+    const row = isId('apiKey', id)
+      ? (await tx.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1 AND ($2::text[] IS NULL OR scopes <@ $2::text[])${lock ? ' FOR UPDATE' : ''}`, [id, visibleScopes(caller)])).rows[0]
+      : undefined;
     if (!row) throw notFound('API key');
     return row;
+  }
+
+  function narrowOrThrow(caller: Caller, request: GrantRequest): Grant {
+    const narrowed = narrow(caller ?? unrestricted, request);
+    if (!narrowed.ok) throw refusalError(narrowed.refusal);
+    return narrowed.grant;
   }
 
   async function insert(tx: WorkspaceTx, ctx: ActionContext, fields: { name: string; scopes: readonly string[]; allowedCidrs: readonly string[]; expiresAt: Date | null; rotatedFrom: string | null; environment: string }) {
@@ -103,46 +123,51 @@ export function createApiKeyService(deps: { runtime: Runtime; pepper: string }):
 
   return {
     async create(tx, ctx, input, options) {
-      const scopes = [...new Set(input.scopes)].sort();
-      // A key can hand out only what it holds itself: no escalation through `keys:manage`.
-      const creator = options.creatorScopes;
-      const beyond = creator ? scopes.filter((s) => (s === '*' ? !creator.includes('*') : !hasScope(creator, s))) : [];
-      if (beyond.length > 0) {
-        throw new BulkheadError('insufficient_scope', 'a key cannot grant scopes it does not hold', { details: { scopes: beyond } });
-      }
-      const allowedCidrs = [...(input.allowedCidrs ?? [])];
-      allowedCidrs.forEach(parseCidr);
-      const expiresAt = input.expiresAt === undefined ? null : new Date(input.expiresAt);
-      if (expiresAt && !(expiresAt > runtime.now())) throw new BulkheadError('validation_failed', 'expiresAt must be in the future');
+      const requested = {
+        scopes: [...new Set(input.scopes)].sort(),
+        allowedCidrs: input.allowedCidrs && [...input.allowedCidrs],
+        expiresAt: input.expiresAt === undefined ? undefined : new Date(input.expiresAt),
+      };
+      requested.allowedCidrs?.forEach(parseCidr);
+      if (requested.expiresAt && !(requested.expiresAt > runtime.now())) throw new BulkheadError('validation_failed', 'expiresAt must be in the future');
+      // A key hands out only what it holds itself (no escalation through `keys:manage`), and an
+      // omitted restriction is the caller's own.
+      const { scopes, allowedCidrs, expiresAt } = narrowOrThrow(options.caller, requested);
       const { row, key } = await insert(tx, ctx, { name: input.name, scopes, allowedCidrs, expiresAt, rotatedFrom: null, environment: options.environment });
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'api_key.create', target: { type: 'api_key', id: row.id }, outcome: 'success', details: { name: row.name, scopes, allowedCidrs, expiresAt: row.expires_at?.toISOString() ?? null } });
       return { view: view(row), key };
     },
 
-    async list(tx, { cursor, limit }) {
+    async list(tx, { cursor, limit, caller }) {
       const after = decodeCursor(cursor, new RegExp(idPattern('apiKey')));
-      const { rows } = await tx.query<Row>(`SELECT ${COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2`, [after ?? null, limit + 1]);
+      const { rows } = await tx.query<Row>(
+        `SELECT ${COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR id > $1) AND ($3::text[] IS NULL OR scopes <@ $3::text[]) ORDER BY id LIMIT $2`,
+        [after ?? null, limit + 1, visibleScopes(caller)],
+      );
       return toPage(rows, limit, (r) => r.id, view);
     },
 
-    get: async (tx, id) => view(await find(tx, id)),
+    get: async (tx, id, caller) => view(await find(tx, id, caller)),
 
-    async rotate(tx, ctx, id, { gracePeriodSeconds, environment }) {
+    async rotate(tx, ctx, id, { gracePeriodSeconds, environment, caller }) {
       // Lock the old key so two concurrent rotations cannot both succeed.
-      const old = await find(tx, id);
-      await tx.query('SELECT 1 FROM api_keys WHERE id = $1 FOR UPDATE', [id]);
+      const old = await find(tx, id, caller, true);
       const current = view(old);
       if (current.status !== 'active') throw new BulkheadError('conflict', `only an active key can be rotated; this one is ${current.status}`);
+      // The successor is an exact copy of the old key's grant, handed to the caller: so the caller
+      // must be able to mint that grant itself. Its own restrictions are not imposed on the copy
+      // (that would silently change what the key can do); a caller bound tighter is refused.
+      const grant = narrowOrThrow(caller, { scopes: old.scopes, allowedCidrs: old.allowed_cidrs, expiresAt: old.expires_at });
       const graceEnd = new Date(runtime.now().getTime() + gracePeriodSeconds * 1000);
       const oldExpiry = old.expires_at && old.expires_at < graceEnd ? old.expires_at : graceEnd;
       const updated = onlyRow(await tx.query<Row>(`UPDATE api_keys SET expires_at = $2 WHERE id = $1 RETURNING ${COLUMNS}`, [id, oldExpiry]));
-      const { row, key } = await insert(tx, ctx, { name: old.name, scopes: old.scopes, allowedCidrs: old.allowed_cidrs, expiresAt: old.expires_at, rotatedFrom: old.id, environment });
+      const { row, key } = await insert(tx, ctx, { name: old.name, ...grant, rotatedFrom: old.id, environment });
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'api_key.rotate', target: { type: 'api_key', id: old.id }, outcome: 'success', details: { newKeyId: row.id, gracePeriodSeconds, previousKeyExpiresAt: oldExpiry.toISOString() } });
       return { view: view(row), key, previous: view(updated) };
     },
 
-    async revoke(tx, ctx, id) {
-      const old = await find(tx, id);
+    async revoke(tx, ctx, id, caller) {
+      const old = await find(tx, id, caller);
       if (old.revoked_at) return view(old);
       const revoked = onlyRow(await tx.query<Row>(`UPDATE api_keys SET revoked_at = $2 WHERE id = $1 RETURNING ${COLUMNS}`, [id, runtime.now()]));
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'api_key.revoke', target: { type: 'api_key', id }, outcome: 'success' });

@@ -22,6 +22,9 @@ export interface Principal {
   readonly tenantId: string;
   readonly environment: string;
   readonly scopes: readonly string[];
+  /** The key's own restrictions: keys it mints or rotates may not be less restricted. */
+  readonly allowedCidrs: readonly string[];
+  readonly expiresAt: Date | null;
   readonly tenantRequestsPerMinute: number | undefined;
   /** The tenant's per-workspace connection limit, when its plan sets one. */
   readonly tenantConnectionsPerWorkspace: number | undefined;
@@ -91,6 +94,8 @@ export function createKeyAuthenticator(deps: {
         tenantId: row.tenant_id,
         environment: row.environment,
         scopes: Object.freeze([...row.scopes]),
+        allowedCidrs: Object.freeze([...row.allowed_cidrs]),
+        expiresAt: row.expires_at,
         tenantRequestsPerMinute: row.limits.requestsPerMinute,
         tenantConnectionsPerWorkspace: row.limits.connectionsPerWorkspace,
         tenantEventsPerMonth: row.limits.eventsPerMonth,

@@ -1,6 +1,8 @@
 /**
- * API key routes. Platform: mint a key into a workspace (admin token). Workspace: manage the
- * workspace's own keys with a key holding `keys:manage`; the workspace is the calling key's.
+ * API key routes. Platform: mint a key into a workspace (admin token, unrestricted). Workspace:
+ * manage the workspace's own keys with a key holding `keys:manage`; the workspace is the calling
+ * key's, and the calling key (the principal, which carries its grant) is the `caller` that
+ * narrows what it can see and make (see `api-keys.ts`).
  */
 import { Type } from 'typebox';
 import type { WithWorkspace } from '../db/tenant-tx.js';
@@ -38,11 +40,18 @@ const CreateApiKey = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 200 }),
     scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: allScopes.length, uniqueItems: true }),
-    allowedCidrs: Type.Optional(Type.Array(Type.String({ maxLength: 49 }), { maxItems: 50, uniqueItems: true })),
-    expiresAt: Type.Optional(Timestamp),
+    allowedCidrs: Type.Optional(Type.Array(Type.String({ maxLength: 49 }), {
+      maxItems: 50,
+      uniqueItems: true,
+      description: 'Addresses the key may be used from (empty: anywhere). Minted by a CIDR-bound key: each must lie inside one of that key\'s CIDRs, and omitted means that key\'s list',
+    })),
+    expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'When the key stops working (omitted: never). Minted by an expiring key: no later than that key, and omitted means its expiry' })),
   },
   { additionalProperties: false },
 );
+
+// Shared by the workspace routes: what a key may do to other keys (see api-keys.ts).
+const narrower = 'A key acts only on keys whose scopes its own cover (`r:write` covers `r:read`, only `*` covers `*`); any other key answers 404 exactly as a missing one.';
 
 const Rotate = Type.Object(
   { gracePeriodSeconds: Type.Integer({ minimum: 0, maximum: MAX_GRACE_SECONDS, default: 86_400 }) },
@@ -61,40 +70,40 @@ export function registerApiKeyRoutes(
   const adminSecurity = [{ adminToken: [] }];
   const keySecurity = [{ apiKey: [] }];
 
-  app.post('/v1/workspaces/:id/api-keys', { ...admin, schema: { tags: ['platform'], security: adminSecurity, params: IdParams('workspace'), body: CreateApiKey, response: { 201: ApiKeyWithSecret, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/workspaces/:id/api-keys', { ...admin, schema: { tags: ['platform'], summary: 'Mint a key into a workspace', description: 'The admin token is unrestricted: any scopes, CIDRs and expiry.', security: adminSecurity, params: IdParams('workspace'), body: CreateApiKey, response: { 201: ApiKeyWithSecret, ...errorResponses } } }, async (request, reply) => {
     const workspace = await deps.tenancy.getWorkspace(request.params.id);
     const { view, key } = await withWorkspace(workspace.id, (tx) => apiKeys.create(tx, adminContext(request), request.body, { environment: workspace.environment }));
     return reply.status(201).send({ ...view, key });
   });
-  app.get('/v1/workspaces/:id/api-keys', { ...admin, schema: { tags: ['platform'], security: adminSecurity, params: IdParams('workspace'), querystring: PageQuery, response: { 200: Page(ApiKey), ...errorResponses } } }, async (request) => {
+  app.get('/v1/workspaces/:id/api-keys', { ...admin, schema: { tags: ['platform'], summary: 'List every key of a workspace', security: adminSecurity, params: IdParams('workspace'), querystring: PageQuery, response: { 200: Page(ApiKey), ...errorResponses } } }, async (request) => {
     const workspace = await deps.tenancy.getWorkspace(request.params.id);
     return withWorkspace(workspace.id, (tx) => apiKeys.list(tx, request.query));
   });
 
-  app.post('/v1/api-keys', { ...manage, schema: { tags: ['api-keys'], security: keySecurity, body: CreateApiKey, response: { 201: ApiKeyWithSecret, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/api-keys', { ...manage, schema: { tags: ['api-keys'], summary: 'Mint a key no wider than the calling key', description: 'Delegation only narrows: the scopes must be covered by the calling key\'s (else 403 `insufficient_scope`); the new key\'s CIDRs must lie within the calling key\'s and its expiry be no later (else 403 `restriction_exceeds_parent`, naming the `field`). Omitted CIDRs or expiry inherit the calling key\'s.', security: keySecurity, body: CreateApiKey, response: { 201: ApiKeyWithSecret, ...errorResponses } } }, async (request, reply) => {
     const principal = principalOf(request);
     const { view, key } = await withWorkspace(principal.workspaceId, (tx) =>
-      apiKeys.create(tx, keyContext(request), request.body, { environment: principal.environment, creatorScopes: principal.scopes }),
+      apiKeys.create(tx, keyContext(request), request.body, { environment: principal.environment, caller: principal }),
     );
     return reply.status(201).send({ ...view, key });
   });
-  app.get('/v1/api-keys', { ...manage, schema: { tags: ['api-keys'], security: keySecurity, querystring: PageQuery, response: { 200: Page(ApiKey), ...errorResponses } } }, async (request) =>
-    withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.list(tx, request.query)),
+  app.get('/v1/api-keys', { ...manage, schema: { tags: ['api-keys'], summary: 'List the keys the calling key may act on', description: `${narrower} The calling key is listed too.`, security: keySecurity, querystring: PageQuery, response: { 200: Page(ApiKey), ...errorResponses } } }, async (request) =>
+    withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.list(tx, { ...request.query, caller: principalOf(request) })),
   );
-  app.get('/v1/api-keys/:id', { ...manage, schema: { tags: ['api-keys'], security: keySecurity, params: IdParams('apiKey'), response: { 200: ApiKey, ...errorResponses } } }, async (request) =>
-    withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.get(tx, request.params.id)),
+  app.get('/v1/api-keys/:id', { ...manage, schema: { tags: ['api-keys'], summary: 'Read a key', description: narrower, security: keySecurity, params: IdParams('apiKey'), response: { 200: ApiKey, ...errorResponses } } }, async (request) =>
+    withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.get(tx, request.params.id, principalOf(request))),
   );
-  app.post('/v1/api-keys/:id/rotate', { ...manage, schema: { tags: ['api-keys'], security: keySecurity, params: IdParams('apiKey'), body: Rotate, response: { 201: RotateResult, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/api-keys/:id/rotate', { ...manage, schema: { tags: ['api-keys'], summary: 'Rotate a key: a successor with the same grant, the old key kept for the grace period', description: `${narrower} The successor copies the old key's scopes, CIDRs and expiry and is handed to the caller, so the calling key must be able to mint it: a key with tighter CIDRs or an earlier expiry than the one it rotates gets 403 \`restriction_exceeds_parent\`. A key may always rotate itself.`, security: keySecurity, params: IdParams('apiKey'), body: Rotate, response: { 201: RotateResult, ...errorResponses } } }, async (request, reply) => {
     const principal = principalOf(request);
     const result = await withWorkspace(principal.workspaceId, (tx) =>
-      apiKeys.rotate(tx, keyContext(request), request.params.id, { gracePeriodSeconds: request.body.gracePeriodSeconds, environment: principal.environment }),
+      apiKeys.rotate(tx, keyContext(request), request.params.id, { gracePeriodSeconds: request.body.gracePeriodSeconds, environment: principal.environment, caller: principal }),
     );
     // Evict after commit, so no request can re-cache the old state in between.
     deps.authenticator.forget(result.previous.id);
     return reply.status(201).send({ ...result.view, key: result.key, previous: result.previous });
   });
-  app.delete('/v1/api-keys/:id', { ...manage, schema: { tags: ['api-keys'], security: keySecurity, params: IdParams('apiKey'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
-    await withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.revoke(tx, keyContext(request), request.params.id));
+  app.delete('/v1/api-keys/:id', { ...manage, schema: { tags: ['api-keys'], summary: 'Revoke a key', description: narrower, security: keySecurity, params: IdParams('apiKey'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
+    await withWorkspace(principalOf(request).workspaceId, (tx) => apiKeys.revoke(tx, keyContext(request), request.params.id, principalOf(request)));
     deps.authenticator.forget(request.params.id);
     return reply.status(204).send(null);
   });
