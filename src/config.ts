@@ -9,6 +9,7 @@
 import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { DEFAULT_RETRY_SCHEDULE_SECONDS, parseRetrySchedule } from './delivery/schedule.js';
+import { parseProxyTrust, type ProxyTrust } from './http/proxy-trust.js';
 
 export type Environment = 'development' | 'production';
 
@@ -32,7 +33,7 @@ export interface Config {
   readonly redisUrl: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly bodyLimitBytes: number;
-  readonly trustProxy: boolean;
+  readonly trustProxy: ProxyTrust;
   readonly rateLimits: {
     readonly perKeyPerMinute: number;
     readonly perWorkspacePerMinute: number;
@@ -154,12 +155,6 @@ const httpUrl = (raw: string): string => {
   return url.toString().replace(/\/$/, '');
 };
 
-const boolean = (raw: string): boolean => {
-  if (raw === 'true' || raw === '1') return true;
-  if (raw === 'false' || raw === '0') return false;
-  throw new Error(`must be true or false, got "${raw}"`);
-};
-
 export const settings = {
   env: { name: 'BULKHEAD_ENV', description: '`development` (embedded-friendly, generates missing secrets) or `production` (every secret and DATABASE_URL required)', default: 'development', parse: oneOf('development', 'production') },
   port: { name: 'PORT', description: 'HTTP port', default: '8080', parse: integer(0, 65535) },
@@ -178,7 +173,7 @@ export const settings = {
   } },
   logLevel: { name: 'LOG_LEVEL', description: 'pino log level', default: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
   bodyLimitBytes: { name: 'BULKHEAD_BODY_LIMIT_BYTES', description: 'Largest accepted request body; larger ones get 413 `payload_too_large`', default: '1048576', parse: integer(1024, 64 * 1024 * 1024) },
-  trustProxy: { name: 'BULKHEAD_TRUST_PROXY', description: 'Take the client address from X-Forwarded-For (only behind a proxy you control)', default: 'false', parse: boolean },
+  trustProxy: { name: 'BULKHEAD_TRUST_PROXY', description: 'Which proxies in front of Bulkhead may set X-Forwarded-For: `false` (none; the client address is the connecting peer), a number of proxies (`1`: every connection comes through one proxy; only when Bulkhead cannot be reached directly), or a comma-separated list of proxy addresses and CIDR ranges (IPv4 or IPv6). The client address is the one the last trusted proxy saw. `true` is refused: it would take the address the client writes', default: 'false', parse: parseProxyTrust },
   perKeyPerMinute: { name: 'BULKHEAD_RATE_LIMIT_KEY_PER_MINUTE', description: 'Requests per minute per API key', default: '6000', parse: integer(1, 10_000_000) },
   perWorkspacePerMinute: { name: 'BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE', description: 'Requests per minute per workspace (all its keys)', default: '12000', parse: integer(1, 10_000_000) },
   perTenantPerMinute: { name: 'BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE', description: 'Requests per minute per tenant (all its workspaces); a tenant\'s `limits.requestsPerMinute` overrides it', default: '30000', parse: integer(1, 10_000_000) },

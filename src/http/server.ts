@@ -17,6 +17,7 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
 import { sendProblem } from './problem.js';
+import { fastifyTrustProxy, type ProxyTrust } from './proxy-trust.js';
 
 // ajv-formats is CommonJS with a default export.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -33,11 +34,11 @@ function validators(): { body: Ajv; text: Ajv } {
   };
 }
 
-export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: boolean; version: string }): Promise<HttpServer> {
+export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: ProxyTrust; version: string }): Promise<HttpServer> {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
-    trustProxy: options.trustProxy,
+    trustProxy: fastifyTrustProxy(options.trustProxy),
     requestIdHeader: false,
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
     genReqId: (req) => {
