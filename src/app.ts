@@ -15,6 +15,7 @@ import { createApiKeyService } from './identity/api-keys.js';
 import { createKeyAuthenticator } from './identity/authenticate.js';
 import { createLastUsedRecorder } from './identity/last-used.js';
 import { registerApiKeyRoutes } from './identity/routes.js';
+import { rememberUnknownKeys } from './identity/unknown-keys.js';
 import type { Runtime } from './ids.js';
 import { createAuthFailureLimiter, createRateLimiter } from './limits/rate-limit.js';
 import type { Logger } from './logging.js';
@@ -176,7 +177,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const authFailures = createAuthFailureLimiter(config.authFailuresPerMinute, options.redis);
 
   const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
-  http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: core.authenticator, rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
+  http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: rememberUnknownKeys(core.authenticator), rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
   createMetrics({ egress: core.egress.metrics, inbound: core.inbound.metrics }).register(http);
   if (options.role !== 'worker') {

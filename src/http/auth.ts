@@ -69,16 +69,19 @@ export function createAuthHook(deps: AuthDeps) {
     if (requirement === 'public' || request.is404) return;
     if (requirement === undefined) throw new BulkheadError('internal_error', 'route has no auth requirement');
 
-    const blocked = await deps.authFailures.blockedFor(request.ip);
-    if (blocked > 0) {
-      reply.header('Retry-After', blocked);
-      throw new BulkheadError('rate_limited', 'too many failed authentications from this address', { details: { scope: 'auth_failures', retryAfter: blocked } });
-    }
     let principal: Principal | undefined;
     try {
       principal = await identify(request, requirement);
     } catch (error) {
-      if (error instanceof BulkheadError && error.status === 401) await deps.authFailures.recordFailure(request.ip);
+      if (!(error instanceof BulkheadError && error.status === 401)) throw error;
+      // Failures are throttled, not successes: an address past its allowance still gets in with a
+      // valid credential (held to that credential's budgets below), and a failure from it says
+      // only "too many failures", never which check failed.
+      const blocked = await deps.authFailures.recordFailure(request.ip);
+      if (blocked > 0) {
+        reply.header('Retry-After', blocked);
+        throw new BulkheadError('rate_limited', 'too many failed authentications from this address', { details: { scope: 'auth_failures', retryAfter: blocked } });
+      }
       throw error;
     }
     if (requirement === 'admin' || principal === undefined) return;

@@ -1,11 +1,24 @@
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../testing/app.js';
+import { formatApiKey } from '../identity/api-key-format.js';
+import { startTestApp, testSecrets, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
-import { createRateLimiter } from './rate-limit.js';
+import { createAuthFailureLimiter, createRateLimiter } from './rate-limit.js';
 
 const pglite = backends[0];
 if (!pglite) throw new Error('no PGlite backend');
+
+const redisUrl = process.env['BULKHEAD_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const redisRequired = process.env['CI'] === 'true' || process.env['BULKHEAD_TEST_REQUIRE_REDIS'] === '1';
+const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2000 });
+const redisMissing: string | null = await probe.connect().then(
+  () => null,
+  (error: unknown) => `Redis is not reachable at ${redisUrl} (${(error as Error).message})`,
+);
+probe.disconnect();
+if (redisMissing && redisRequired) throw new Error(`${redisMissing}; the Redis suite is required here`);
+if (redisMissing) process.stderr.write(`\n!!! ${redisMissing}: the Redis suites are SKIPPED\n\n`);
 
 describe('the request limiter', () => {
   it('refuses the request after the per-key budget with the scope and a retry delay', async () => {
@@ -63,41 +76,92 @@ describe('rate limiting over HTTP (PGlite)', () => {
   });
 });
 
-describe('failed authentications (PGlite)', () => {
-  let t: TestApp;
-  beforeAll(async () => {
-    t = await startTestApp(pglite, { config: { authFailuresPerMinute: 3 } });
-  });
-  afterAll(async () => t.close());
+// Budgets in Redis outlive a test run by up to a minute and are shared with other runs, so every
+// address (the limiter's key) is drawn fresh from the documentation range 2001:db8::/32.
+const freshAddress = (): string => `2001:db8:${randomBytes(12).toString('hex').match(/.{4}/g)?.join(':') ?? ''}`;
+const unknownKey = (): string => formatApiKey('live', randomBytes(32));
 
-  it('refuse an address after too many failures, before any lookup, even with valid credentials', async () => {
-    const { key } = await t.workspaceWithKey(['keys:manage']);
-    const attacker = '198.51.100.66';
-    const tries = [];
-    for (const token of ['bk_live_wrong', 'not-the-admin-token-at-all-0123456789', key.slice(0, -1) + (key.endsWith('A') ? 'B' : 'A')]) {
-      tries.push((await t.request({ method: 'GET', url: '/v1/api-keys', token, remoteAddress: attacker })).statusCode);
-    }
-    expect(tries).toEqual([401, 401, 401]);
-    const blocked = await t.request({ method: 'GET', url: '/v1/api-keys', token: key, remoteAddress: attacker });
-    expect([blocked.statusCode, blocked.json<{ code: string }>().code]).toEqual([429, 'rate_limited']);
-    expect(Number(blocked.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    const adminBlocked = await t.request({ method: 'GET', url: '/v1/tenants', token: 'x'.repeat(40), remoteAddress: attacker });
-    expect(adminBlocked.statusCode).toBe(429);
-    // Another address is unaffected.
-    expect((await t.request({ method: 'GET', url: '/v1/api-keys', token: key, remoteAddress: '203.0.113.5' })).statusCode).toBe(200);
+describe('the auth-failure limiter', () => {
+  it('allows the configured number of failures per address, then answers how long the address stays refused', async () => {
+    const limiter = createAuthFailureLimiter(3);
+    const address = freshAddress();
+    const answers = [];
+    for (let i = 0; i < 5; i++) answers.push(await limiter.recordFailure(address));
+    expect(answers.slice(0, 3)).toEqual([0, 0, 0]);
+    for (const seconds of answers.slice(3)) expect(seconds).toBeGreaterThanOrEqual(1);
+    for (const seconds of answers.slice(3)) expect(seconds).toBeLessThanOrEqual(60);
+    expect(await limiter.recordFailure(freshAddress())).toBe(0);
   });
 });
 
-const redisUrl = process.env['BULKHEAD_TEST_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const redisRequired = process.env['CI'] === 'true' || process.env['BULKHEAD_TEST_REQUIRE_REDIS'] === '1';
-const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 2000 });
-const redisMissing: string | null = await probe.connect().then(
-  () => null,
-  (error: unknown) => `Redis is not reachable at ${redisUrl} (${(error as Error).message})`,
-);
-probe.disconnect();
-if (redisMissing && redisRequired) throw new Error(`${redisMissing}; the Redis suite is required here`);
-if (redisMissing) process.stderr.write(`\n!!! ${redisMissing}: the shared-budget suite is SKIPPED\n\n`);
+const failureStores: readonly (readonly [string, string | undefined])[] = [
+  ['in memory', undefined],
+  ['in Redis', redisUrl],
+];
+
+describe.each(failureStores)('failed authentications counted %s (PGlite)', (_label, url) => {
+  describe.skipIf(url !== undefined && redisMissing !== null)(`(${url === undefined ? 'this process' : (redisMissing ?? url)})`, () => {
+    let t: TestApp;
+    let client: Redis | undefined;
+    beforeAll(async () => {
+      client = url === undefined ? undefined : new Redis(url);
+      t = await startTestApp(pglite, { redis: client, config: { authFailuresPerMinute: 60, rateLimits: { perKeyPerMinute: 5, perWorkspacePerMinute: 1000, perTenantPerMinute: 1000 } } });
+    });
+    afterAll(async () => {
+      await t.close();
+      client?.disconnect();
+    });
+
+    const keys = (token: string | undefined, remoteAddress: string) => t.request({ method: 'GET', url: '/v1/api-keys', token, remoteAddress });
+    const tenants = (token: string | undefined, remoteAddress: string) => t.request({ method: 'GET', url: '/v1/tenants', token, remoteAddress });
+
+    /** 60 failures of every kind: unknown keys, malformed keys, no credentials, wrong admin tokens. */
+    async function exhaust(address: string): Promise<number[]> {
+      const statuses: number[] = [];
+      for (let i = 0; i < 15; i++) {
+        statuses.push((await keys(unknownKey(), address)).statusCode);
+        statuses.push((await keys('bk_live_wrong', address)).statusCode);
+        statuses.push((await keys(undefined, address)).statusCode);
+        statuses.push((await tenants(`not-the-admin-token-${String(i)}-0123456789abcdef`, address)).statusCode);
+      }
+      return statuses;
+    }
+
+    it('after 60 failures, a valid key and the admin token from that address still get in; invalid credentials get 429 with Retry-After', async () => {
+      const { key } = await t.workspaceWithKey(['keys:manage']);
+      const attacker = freshAddress();
+      expect(new Set(await exhaust(attacker))).toEqual(new Set([401]));
+
+      expect((await keys(key, attacker)).statusCode).toBe(200);
+      expect((await tenants(testSecrets.adminToken, attacker)).statusCode).toBe(200);
+
+      for (const refused of [await keys(unknownKey(), attacker), await keys('bk_live_wrong', attacker), await keys(undefined, attacker), await tenants('x'.repeat(40), attacker)]) {
+        const body = refused.json<{ code: string; scope: string }>();
+        expect([refused.statusCode, body.code, body.scope]).toEqual([429, 'rate_limited', 'auth_failures']);
+        expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+        expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
+      }
+      // A success does not clear the address's failures.
+      expect((await keys(unknownKey(), attacker)).statusCode).toBe(429);
+
+      // Another address is unaffected.
+      const other = freshAddress();
+      expect((await keys(unknownKey(), other)).statusCode).toBe(401);
+      expect((await keys(key, other)).statusCode).toBe(200);
+    });
+
+    it("holds a valid key from a refused address to that key's own budgets", async () => {
+      const { key } = await t.workspaceWithKey(['keys:manage']);
+      const attacker = freshAddress();
+      await exhaust(attacker);
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push(await keys(key, attacker));
+      expect(answers.slice(0, 5).map((a) => a.statusCode)).toEqual([200, 200, 200, 200, 200]);
+      const spent = answers[5];
+      expect([spent?.statusCode, spent?.json<{ scope: string }>().scope]).toEqual([429, 'api_key']);
+    });
+  });
+});
 
 describe.skipIf(redisMissing !== null)(`two API processes sharing one Redis budget (${redisMissing ?? redisUrl})`, () => {
   let one: TestApp;

@@ -76,14 +76,17 @@ export function createRateLimiter(settings: RateLimitSettings, redis?: Redis): R
 
 /**
  * Failed authentications per client address. Keys carry 256 random bits, so guessing is hopeless,
- * but every guess with a valid checksum costs a database lookup; and the admin token deserves
- * the same protection. An address that fails too often is refused for the rest of the window,
- * before any lookup, even with valid credentials.
+ * but every new guess with a valid checksum costs a database lookup (a repeated one does not:
+ * src/identity/unknown-keys.ts), and the admin token deserves the same protection.
+ *
+ * Failures are throttled, not successes: past the allowance an address's failures are answered
+ * 429 instead of 401 for the rest of the window (it learns nothing more from them), while a valid
+ * credential from the same address still gets in. Otherwise 60 bad requests a minute from behind
+ * one NAT or an untrusted proxy would shut out everyone there.
  */
 export interface AuthFailureLimiter {
-  /** Seconds until the address may try again, or 0 when it is not blocked. */
-  blockedFor(ip: string): Promise<number>;
-  recordFailure(ip: string): Promise<void>;
+  /** Counts one failure: 0 while the address is within its allowance, else the seconds it stays refused. */
+  recordFailure(ip: string): Promise<number>;
 }
 
 export function createAuthFailureLimiter(perMinute: number, redis?: Redis): AuthFailureLimiter {
@@ -92,15 +95,15 @@ export function createAuthFailureLimiter(perMinute: number, redis?: Redis): Auth
     ? new RateLimiterRedis({ ...options, storeClient: redis, rejectIfRedisNotReady: true, insuranceLimiter: new RateLimiterMemory(options) })
     : new RateLimiterMemory(options);
   return {
-    async blockedFor(ip) {
-      const state = await limiter.get(ip);
-      return state && state.consumedPoints >= perMinute ? Math.max(1, Math.ceil(state.msBeforeNext / 1000)) : 0;
-    },
     async recordFailure(ip) {
-      // A rejection only means the budget is already spent; the address is blocked either way.
-      await limiter.consume(ip).catch((rejection: unknown) => {
+      try {
+        await limiter.consume(ip);
+        return 0;
+      } catch (rejection) {
+        // The window is fixed: failures while refused are counted but do not extend it.
         if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      });
+        return Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+      }
     },
   };
 }
