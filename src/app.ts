@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { registerAuditRoutes } from './audit/routes.js';
+import { listenForInvalidations } from './cache/invalidation.js';
 import type { Config } from './config.js';
 import type { DatabaseRef } from './db/open.js';
 import { sharedPlacement } from './db/placement.js';
@@ -250,6 +251,27 @@ export async function buildApp(options: AppOptions): Promise<App> {
           logger,
         );
 
+  // Every role authenticates and caches, so every process listens for what other processes changed.
+  const invalidations = listenForInvalidations({
+    database: options.db.whenReady(),
+    logger,
+    evict: {
+      apiKey: (keyId) => { core.authenticator.forget(keyId); },
+      workspace: (workspaceId) => {
+        core.authenticator.forgetWorkspace(workspaceId);
+        core.connections.forget(workspaceId);
+        // Crypto-shredding: the deleted workspace's data keys leave this process's memory too.
+        core.vault.forget(workspaceId);
+      },
+      tenant: (tenantId) => { core.authenticator.forgetTenant(tenantId); },
+      connection: (workspaceId, connectionId) => { core.connections.forget(workspaceId, connectionId); },
+      all: () => {
+        core.authenticator.forgetAll();
+        core.connections.forgetAll();
+      },
+    },
+  });
+
   return {
     http,
     core,
@@ -257,6 +279,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     runner,
     async close() {
       await http.close();
+      await invalidations.close();
       if (options.role !== 'api' && options.startJobs !== false) {
         await runner.stop();
         await engine.stop();

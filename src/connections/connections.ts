@@ -46,6 +46,8 @@ export interface ConnectionService {
   /** Refreshes an OAuth connection now (single flight across this process and, via a lease, across processes). */
   refresh(workspaceId: string, id: string, options?: { force?: boolean }): Promise<void>;
   forget(workspaceId: string, id?: string): void;
+  /** Drops every cached credential (a missed invalidation is possible). */
+  forgetAll(): void;
 }
 
 export function createConnectionService(deps: {
@@ -332,5 +334,8 @@ export function createConnectionService(deps: {
 
     refresh,
     forget,
+    forgetAll: () => {
+      cache.clear();
+    },
   };
 }

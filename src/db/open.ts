@@ -22,10 +22,14 @@ export interface DatabaseRef {
   get(): Database;
   set(db: Database): void;
   readonly ready: boolean;
+  /** Resolves with the database once it is set (at once if it already is). */
+  whenReady(): Promise<Database>;
 }
 
 export function databaseRef(initial?: Database): DatabaseRef {
   let current = initial;
+  let resolveReady: ((db: Database) => void) | undefined;
+  const ready = initial === undefined ? new Promise<Database>((resolve) => { resolveReady = resolve; }) : Promise.resolve(initial);
   return {
     get() {
       if (!current) throw new BulkheadError('not_ready', 'the database is still starting');
@@ -33,9 +37,11 @@ export function databaseRef(initial?: Database): DatabaseRef {
     },
     set(db) {
       current = db;
+      resolveReady?.(db);
     },
     get ready() {
       return current !== undefined;
     },
+    whenReady: () => ready,
   };
 }

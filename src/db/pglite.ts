@@ -39,6 +39,30 @@ export async function openPGlite(options: PGliteOptions = {}): Promise<Database 
     pglite,
     owner: pool,
     app: pool,
+    // One process, one connection: a notification comes back to this same instance, on commit.
+    listen(channel, handlers) {
+      let closed = false;
+      const unlisten = pglite.listen(channel, (payload) => {
+        if (!closed) handlers.onNotification(payload);
+      }).then(
+        (stop) => {
+          if (!closed) handlers.onListening();
+          return stop;
+        },
+        (error: unknown) => {
+          handlers.onDisconnected(error instanceof Error ? error : new Error(String(error)));
+          return undefined;
+        },
+      );
+      return {
+        async close() {
+          closed = true;
+          const stop = await unlisten;
+          // The database may already be closed, which ends the subscription as well.
+          await stop?.().catch(() => undefined);
+        },
+      };
+    },
     close: () => pglite.close(),
   };
 }

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { listenPostgres } from './pg-listener.js';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
 
 // Make `pg` return what PGlite returns, so code and tests never branch on the driver:
@@ -92,6 +93,7 @@ export function openPostgres(options: { url: string; appUrl?: string | undefined
     kind: 'postgres',
     owner,
     app,
+    listen: (channel, handlers) => listenPostgres(options.url, channel, handlers),
     async close() {
       await owner.end();
       if (app !== owner) await app.end();

@@ -18,11 +18,33 @@ export interface Pool extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }
 
+/** What a subscriber to a notification channel hears. */
+export interface NotificationHandlers {
+  /**
+   * Called each time the subscription is (re)established. Anything notified while it was not
+   * listening is lost, so a subscriber treats this as "assume you missed something".
+   */
+  onListening(): void;
+  onNotification(payload: string): void;
+  /** The connection dropped or could not be made; it is retried with backoff. */
+  onDisconnected(error: Error): void;
+}
+
+export interface Subscription {
+  /** Stops listening and releases the connection; nothing is called afterwards. */
+  close(): Promise<void>;
+}
+
 export interface Database {
   readonly kind: 'pglite' | 'postgres';
   /** The schema owner: migrations and the named cross-workspace work (platform registry). */
   readonly owner: Pool;
   /** Where tenant transactions run; they switch to the application role before any query. */
   readonly app: Pool;
+  /**
+   * LISTEN on `channel` for as long as the subscription is open. PostgreSQL: a dedicated
+   * connection outside the pools, reconnected with backoff whenever it drops. PGlite: in-process.
+   */
+  listen(channel: string, handlers: NotificationHandlers): Subscription;
   close(): Promise<void>;
 }

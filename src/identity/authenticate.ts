@@ -7,8 +7,9 @@
  *
  * The lookup is one of the named cross-workspace operations: it runs on the owner's pool,
  * because the workspace is what it is finding out. Resolved keys are cached per process for
- * `keyCacheTtlMs`; revocation and rotation in this process evict at once, other processes
- * converge within the TTL. Expiry and CIDRs are checked on every request, cached or not.
+ * `keyCacheTtlMs`; revocation and rotation in this process evict at once, and every other
+ * process evicts when the change's notification arrives (src/cache/invalidation.ts), with the
+ * TTL as the bound when one is missed. Expiry and CIDRs are checked on every request, cached or not.
  */
 import { BulkheadError } from '../errors.js';
 import type { Pool } from '../db/types.js';
@@ -59,6 +60,10 @@ export interface KeyAuthenticator {
   forget(keyId: string): void;
   /** Evicts every key of a workspace (workspace deletion). */
   forgetWorkspace(workspaceId: string): void;
+  /** Evicts every key of a tenant (its limits changed). */
+  forgetTenant(tenantId: string): void;
+  /** Evicts everything (a missed notification is possible). */
+  forgetAll(): void;
 }
 
 export function createKeyAuthenticator(deps: {
@@ -135,6 +140,12 @@ export function createKeyAuthenticator(deps: {
     },
     forgetWorkspace(workspaceId) {
       for (const [hash, entry] of cache) if (entry.key.principal.workspaceId === workspaceId) cache.delete(hash);
+    },
+    forgetTenant(tenantId) {
+      for (const [hash, entry] of cache) if (entry.key.principal.tenantId === tenantId) cache.delete(hash);
+    },
+    forgetAll() {
+      cache.clear();
     },
   };
 }
