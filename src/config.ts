@@ -27,6 +27,7 @@ export interface Config {
   readonly databaseAppUrl: string | undefined;
   readonly appRole: string;
   readonly pgPoolSize: number;
+  readonly pgConnectTimeoutMs: number;
   readonly adminToken: string | undefined;
   readonly apiKeyPepper: string | undefined;
   readonly rootKeys: readonly RootKey[] | undefined;
@@ -164,6 +165,7 @@ export const settings = {
   databaseAppUrl: { name: 'DATABASE_APP_URL', description: 'Optional separate PostgreSQL login for tenant transactions (a member of the application role). Absent: DATABASE_URL with `SET LOCAL ROLE`', parse: postgresUrl },
   appRole: { name: 'BULKHEAD_DB_APP_ROLE', description: 'Database role every tenant transaction runs as (NOSUPERUSER, NOBYPASSRLS, not an owner)', default: 'bulkhead_app', parse: identifier },
   pgPoolSize: { name: 'BULKHEAD_PG_POOL_SIZE', description: 'Connections per PostgreSQL pool', default: '10', parse: integer(1, 500) },
+  pgConnectTimeoutMs: { name: 'BULKHEAD_PG_CONNECT_TIMEOUT_MS', description: 'How long a request may wait for a PostgreSQL connection (connecting, or a free one in the pool) before it is answered 503 `database_unavailable`', default: '5000', parse: integer(100, 600_000) },
   adminToken: { name: 'BULKHEAD_ADMIN_TOKEN', description: 'Platform admin bearer token (min. 32 characters)', secret: true, parse: secretString(32) },
   apiKeyPepper: { name: 'BULKHEAD_API_KEY_PEPPER', description: 'Server-side secret for HMAC-SHA256 of API keys (min. 32 characters). Changing it invalidates every key', secret: true, parse: secretString(32) },
   rootKeys: { name: 'BULKHEAD_ROOT_KEYS', description: 'Versioned 256-bit root keys `1:<base64>,2:<base64>`; the highest version wraps new data keys', secret: true, parse: parseRootKeys },
@@ -265,6 +267,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     databaseAppUrl: v.databaseAppUrl,
     appRole: withDefault('appRole'),
     pgPoolSize: withDefault('pgPoolSize'),
+    pgConnectTimeoutMs: withDefault('pgConnectTimeoutMs'),
     adminToken: v.adminToken,
     apiKeyPepper: v.apiKeyPepper,
     rootKeys: v.rootKeys,

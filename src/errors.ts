@@ -82,6 +82,8 @@ export const errorStatus = {
   workspace_context_missing: 500,
   // server state
   not_ready: 503,
+  /** PostgreSQL cannot be reached or refuses connections (down, restarting, out of connections): retry after `Retry-After`. */
+  database_unavailable: 503,
   internal_error: 500,
 } as const satisfies Record<string, number>;
 

@@ -8,7 +8,7 @@ import type { Database } from './types.js';
 /** PostgreSQL when DATABASE_URL is set, else PGlite persisted under the data folder. */
 export async function openDatabase(config: Config): Promise<Database> {
   if (config.databaseUrl !== undefined) {
-    return openPostgres({ url: config.databaseUrl, appUrl: config.databaseAppUrl, poolSize: config.pgPoolSize });
+    return openPostgres({ url: config.databaseUrl, appUrl: config.databaseAppUrl, poolSize: config.pgPoolSize, connectTimeoutMs: config.pgConnectTimeoutMs });
   }
   return openPGlite({ dataDir: path.join(config.dataDir, 'pgdata') });
 }

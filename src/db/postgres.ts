@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { unavailableAsBulkhead } from './errors.js';
 import { listenPostgres } from './pg-listener.js';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
 
@@ -44,31 +45,74 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R extends object>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
       const name = params.length > 0 ? statementName(text) : undefined;
-      const result = await client.query<R & pg.QueryResultRow>(name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] });
-      return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+      try {
+        const result = await client.query<R & pg.QueryResultRow>(name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] });
+        return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+      } catch (error) {
+        throw unavailableAsBulkhead(error);
+      }
     },
     async exec(script: string): Promise<void> {
       // Without parameters `pg` uses the simple protocol, which accepts several statements.
-      await client.query(script);
+      try {
+        await client.query(script);
+      } catch (error) {
+        throw unavailableAsBulkhead(error);
+      }
     },
   };
 }
 
-export function createPgPool(connectionString: string, max: number, applicationName: string): Pool & { end(): Promise<void> } {
-  // JIT off: every statement here is short OLTP work; PostgreSQL's JIT, triggered by cost
-  // estimates on big tables, spent hundreds of milliseconds compiling a claim that runs in one.
-  const pool = new pg.Pool({ connectionString, max, application_name: applicationName, options: '-c jit=off', types: { getTypeParser } });
+/** BULKHEAD_PG_CONNECT_TIMEOUT_MS's default (src/config.ts); also what test pools use. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+export interface PgPoolOptions {
+  readonly max: number;
+  readonly applicationName: string;
+  /** How long getting a connection may take (connecting, or waiting for a free one) before it fails as `database_unavailable`. */
+  readonly connectTimeoutMs: number;
+}
+
+export function createPgPool(connectionString: string, options: PgPoolOptions): Pool & { end(): Promise<void> } {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max,
+    application_name: options.applicationName,
+    // JIT off: every statement here is short OLTP work; PostgreSQL's JIT, triggered by cost
+    // estimates on big tables, spent hundreds of milliseconds compiling a claim that runs in one.
+    options: '-c jit=off',
+    types: { getTypeParser },
+    // During an outage a request fails fast (503) instead of waiting on a connection that may never come.
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    // A server that vanished without closing the socket (host down, network cut) is noticed by
+    // TCP keep-alive instead of holding the connection forever.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+  });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', () => undefined);
   return {
     ...wrap(pool),
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw unavailableAsBulkhead(error);
+      }
+      // A checked-out client has no listener of the pool's: when the server goes away between two
+      // statements, `pg` emits 'error' on the client itself, and unheard that ends the process.
+      // The statement in flight (or the next one) fails on its own; the client is discarded below.
+      let lost: Error | undefined;
+      const onLost = (error: Error) => {
+        lost = error;
+      };
+      client.on('error', onLost);
       let broken: Error | undefined;
       try {
-        await client.query('BEGIN');
+        await wrap(client).query('BEGIN');
         const result = await fn(wrap(client));
-        await client.query('COMMIT');
+        await wrap(client).query('COMMIT');
         return result;
       } catch (error) {
         try {
@@ -78,17 +122,20 @@ export function createPgPool(connectionString: string, max: number, applicationN
         }
         throw error;
       } finally {
-        // A client whose rollback failed is in an unknown state: destroy it instead of reusing it.
-        client.release(broken);
+        client.off('error', onLost);
+        // A client whose connection was lost or whose rollback failed is in an unknown state:
+        // destroy it instead of reusing it (the pool opens a fresh one when needed).
+        client.release(lost ?? broken);
       }
     },
     end: () => pool.end(),
   };
 }
 
-export function openPostgres(options: { url: string; appUrl?: string | undefined; poolSize: number }): Database {
-  const owner = createPgPool(options.url, options.poolSize, 'bulkhead-owner');
-  const app = options.appUrl === undefined ? owner : createPgPool(options.appUrl, options.poolSize, 'bulkhead-app');
+export function openPostgres(options: { url: string; appUrl?: string | undefined; poolSize: number; connectTimeoutMs?: number }): Database {
+  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const owner = createPgPool(options.url, { max: options.poolSize, applicationName: 'bulkhead-owner', connectTimeoutMs });
+  const app = options.appUrl === undefined ? owner : createPgPool(options.appUrl, { max: options.poolSize, applicationName: 'bulkhead-app', connectTimeoutMs });
   return {
     kind: 'postgres',
     owner,

@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
 import type { EgressClient } from '../egress/client.js';
 import { BulkheadError } from '../errors.js';
@@ -247,7 +248,11 @@ export function createDeliveryEngine(deps: {
     capacity: options.concurrency,
     pollMs: options.pollMs,
     onError: (error, { item, phase }) => {
-      if (phase === 'run') deps.logger.error({ err: error, delivery: item?.id }, 'delivery attempt failed unexpectedly');
+      // The database went away mid-attempt: the outcome is not recorded, so the lease runs out and
+      // the delivery is attempted again (the receiver may see it twice, with the same webhook-id).
+      if (phase === 'run' && isDatabaseUnavailable(error)) deps.logger.warn({ code: 'database_unavailable', delivery: item?.id }, 'delivery attempt not recorded: the database is unavailable; it is retried when its lease expires');
+      else if (phase === 'run') deps.logger.error({ err: error, delivery: item?.id }, 'delivery attempt failed unexpectedly');
+      else if (isDatabaseUnavailable(error)) deps.logger.warn({ code: 'database_unavailable', phase }, phase === 'claim' ? 'claiming deliveries failed: the database is unavailable' : 'could not release delivery leases: the database is unavailable');
       else if (phase === 'claim') deps.logger.warn({ err: error }, 'claiming deliveries failed');
       else deps.logger.warn({ err: error }, 'could not release delivery leases on shutdown');
     },

@@ -8,8 +8,11 @@
  *
  * Each event is still judged on its own (`ingestEach`): one refusal does not fail its
  * neighbours. If the group's transaction itself fails (a database error), every event in it is
- * retried alone, so an error reaches only the request that caused it.
+ * retried alone, so an error reaches only the request that caused it — unless the database is
+ * unavailable: that is nobody's fault, every request in the group gets the 503 and retries (a
+ * retry alone would fail the same way, and after a COMMIT cut off midway could store twice).
  */
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { WithWorkspace } from '../db/tenant-tx.js';
 import { BulkheadError } from '../errors.js';
 import type { EventInput, EventLimits, EventService, IngestResult } from './ingest.js';
@@ -53,8 +56,9 @@ export function createIngestCoalescer(deps: { withWorkspace: WithWorkspace; even
       let results: (IngestResult | BulkheadError)[];
       try {
         results = await deps.withWorkspace(lane.workspaceId, (tx) => deps.events.ingestEach(tx, group.map((w) => w.input), lane.limits));
-      } catch {
-        for (const item of group) await alone(lane, item);
+      } catch (error) {
+        if (isDatabaseUnavailable(error)) for (const item of group) item.reject(error);
+        else for (const item of group) await alone(lane, item);
         continue;
       }
       for (const [i, item] of group.entries()) {

@@ -14,6 +14,7 @@
  * resume step; connection calls made before the crash may then be made again (at least once).
  */
 import { randomBytes } from 'node:crypto';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
 import { newId, type Runtime } from '../ids.js';
 import { createQueueWorker } from '../jobs/claim-loop.js';
@@ -158,7 +159,10 @@ export function createExecutionRunner(deps: {
     capacity: options.concurrency,
     pollMs: options.pollMs,
     onError: (error, { item, phase }) => {
-      if (phase === 'run') deps.logger.error({ err: error, execution: item?.id }, 'execution failed unexpectedly');
+      // The database went away mid-run: nothing is recorded, the lease runs out and the execution runs again.
+      if (phase === 'run' && isDatabaseUnavailable(error)) deps.logger.warn({ code: 'database_unavailable', execution: item?.id }, 'execution not recorded: the database is unavailable; it runs again when its lease expires');
+      else if (phase === 'run') deps.logger.error({ err: error, execution: item?.id }, 'execution failed unexpectedly');
+      else if (isDatabaseUnavailable(error)) deps.logger.warn({ code: 'database_unavailable', phase }, phase === 'claim' ? 'claiming executions failed: the database is unavailable' : 'could not release execution leases: the database is unavailable');
       else if (phase === 'claim') deps.logger.warn({ err: error }, 'claiming executions failed');
       else deps.logger.warn({ err: error }, 'could not release execution leases on shutdown');
     },

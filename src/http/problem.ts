@@ -4,6 +4,7 @@
  * internal message (or anything it might contain) reaches a client.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { unavailableAsBulkhead } from '../db/errors.js';
 import { BulkheadError, type ErrorCode, errorStatus } from '../errors.js';
 
 export interface Problem {
@@ -36,9 +37,12 @@ const fastifyCodes: Record<string, ErrorCode> = {
 };
 
 /** 5xx answers that describe the world (a provider down, the database starting), not a bug: logged as warnings. */
-const OPERATIONAL = new Set<ErrorCode>(['not_ready', 'egress_timeout', 'egress_failed', 'egress_response_too_large', 'upstream_unavailable', 'oauth_refresh_failed', 'oauth_exchange_failed']);
+const OPERATIONAL = new Set<ErrorCode>(['not_ready', 'database_unavailable', 'egress_timeout', 'egress_failed', 'egress_response_too_large', 'upstream_unavailable', 'oauth_refresh_failed', 'oauth_exchange_failed']);
 
-export function problemFor(error: unknown, requestId: string): { problem: Problem; cause?: unknown; level?: 'warn' } {
+export function problemFor(thrown: unknown, requestId: string): { problem: Problem; cause?: unknown; level?: 'warn' } {
+  // An unreachable database is 503 `database_unavailable` wherever the driver's error surfaced
+  // (the pool already says so; this catches one that reached here raw).
+  const error = unavailableAsBulkhead(thrown);
   // Extra fields first: they can add to the problem but never replace its standard members.
   const make = (code: ErrorCode, detail: string, extra: Record<string, unknown> = {}): Problem => ({
     ...extra,
@@ -72,6 +76,8 @@ export function problemFor(error: unknown, requestId: string): { problem: Proble
 
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
   const { problem, cause, level } = problemFor(error, request.id);
+  // A problem that says when to come back (database_unavailable, rate_limited) says it in the header too.
+  if (typeof problem['retryAfter'] === 'number' && !reply.hasHeader('retry-after')) reply.header('Retry-After', problem['retryAfter']);
   if (cause !== undefined && level === 'warn') request.log.warn({ code: problem.code, detail: problem.detail }, 'request failed');
   else if (cause !== undefined) request.log.error({ err: cause }, 'request failed');
   return reply.status(problem.status).type('application/problem+json').send(problem);

@@ -5,6 +5,7 @@
  * each workspace's own transaction, so RLS applies to it as to any request.
  */
 import type { ConnectionService } from '../connections/connections.js';
+import { isDatabaseUnavailable } from '../db/errors.js';
 import { BulkheadError } from '../errors.js';
 import type { WithPlatform } from '../db/tenant-tx.js';
 import type { Runtime } from '../ids.js';
@@ -58,7 +59,10 @@ export function startJobs(jobs: readonly Job[], logger: Logger): { stop(): Promi
         .run()
         .then((result) => { logger.debug({ job: job.name, ...result }, 'background job ran'); })
         .catch((error: unknown) => {
-          if (!(error instanceof BulkheadError && error.code === 'not_ready')) logger.warn({ err: error, job: job.name }, 'background job failed');
+          if (error instanceof BulkheadError && error.code === 'not_ready') return;
+          // An outage is not the job's fault: one line per interval, and the next tick tries again.
+          if (isDatabaseUnavailable(error)) logger.warn({ code: 'database_unavailable', job: job.name }, 'background job skipped: the database is unavailable');
+          else logger.warn({ err: error, job: job.name }, 'background job failed');
         })
         .finally(() => running.delete(job.name));
       running.set(job.name, done);

@@ -4,8 +4,18 @@
  * freed a slot, new work was queued in this process), after the poll interval otherwise. Never
  * two claims at a time in one process; many wake-ups while a claim runs make one more. It tracks
  * what runs, and on stop waits for it (up to a grace period) before handing back the leases.
+ * A claim that fails (the database down) is retried after a growing pause, doubling from the
+ * poll interval up to `CLAIM_BACKOFF_MAX_MS`: an outage costs a warning every few seconds, not a
+ * tight loop, and the first claim after recovery comes within that bound.
  */
 import { BulkheadError } from '../errors.js';
+
+export const CLAIM_BACKOFF_MAX_MS = 5_000;
+
+/** The pause before the next claim after `failures` failed claims in a row. */
+export function claimBackoffMs(pollMs: number, failures: number): number {
+  return Math.max(pollMs, Math.min(CLAIM_BACKOFF_MAX_MS, pollMs * 2 ** Math.min(failures, 20)));
+}
 
 export interface QueueWorker {
   /** One claim-and-run round; resolves when its items finished. For tests. */
@@ -34,6 +44,8 @@ export function createQueueWorker<T extends { readonly id: string }>(deps: {
   let claiming = false;
   let again = false;
   let started = false;
+  /** Failed claims in a row (the back-off). */
+  let failures = 0;
 
   const claim = () => deps.claim(deps.capacity - inflight.size);
 
@@ -58,24 +70,29 @@ export function createQueueWorker<T extends { readonly id: string }>(deps: {
     again = false;
     claim()
       .then((claimed) => {
+        failures = 0;
         for (const item of claimed) void track(item).then(wake);
         return claimed.length > 0;
       })
       .catch((error: unknown) => {
         // While the database is still opening (embedded start-up) there is simply nothing to claim yet.
-        if (!(error instanceof BulkheadError && error.code === 'not_ready')) deps.onError(error, { phase: 'claim' });
+        if (!(error instanceof BulkheadError && error.code === 'not_ready')) {
+          failures++;
+          deps.onError(error, { phase: 'claim' });
+        }
         return false;
       })
       .then((found) => {
         claiming = false;
         if (stopping) return;
-        const soon = (found && inflight.size < deps.capacity) || again;
-        timer = setTimeout(loop, soon ? 0 : deps.pollMs);
+        // After a failed claim even a wake-up waits out the back-off: a finished item must not restart a tight loop.
+        const soon = failures === 0 && ((found && inflight.size < deps.capacity) || again);
+        timer = setTimeout(loop, soon ? 0 : failures > 0 ? claimBackoffMs(deps.pollMs, failures) : deps.pollMs);
       }, () => undefined);
   }
 
   function wake(): void {
-    if (stopping || !started) return;
+    if (stopping || !started || failures > 0) return;
     if (claiming) again = true;
     else if (timer) {
       clearTimeout(timer);

@@ -20,6 +20,8 @@ export interface BulkheadProcess {
   /** Resolves once the output matches; rejects after `timeoutMs` or if the process exits first. */
   waitForOutput(pattern: RegExp, timeoutMs: number): Promise<void>;
   kill(signal: NodeJS.Signals): void;
+  /** Collects every whole output line matching `pattern` from now on (the first 100 kept, all counted), however much output follows. */
+  watch(pattern: RegExp): { readonly count: number; readonly lines: readonly string[] };
 }
 
 export interface ProcessGroup {
@@ -44,12 +46,26 @@ function start(args: readonly string[], env: Readonly<Record<string, string>>): 
   let output = '';
   let running = true;
   const listeners = new Set<() => void>();
-  const append = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-OUTPUT_KEPT);
+  const watchers: { pattern: RegExp; count: number; lines: string[] }[] = [];
+  const partial = { out: '', err: '' };
+  const append = (stream: 'out' | 'err') => (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    output = (output + text).slice(-OUTPUT_KEPT);
+    if (watchers.length > 0) {
+      const lines = (partial[stream] + text).split('\n');
+      partial[stream] = lines.pop() ?? '';
+      for (const line of lines) {
+        for (const w of watchers) {
+          if (!w.pattern.test(line)) continue;
+          w.count++;
+          if (w.lines.length < 100) w.lines.push(line);
+        }
+      }
+    }
     for (const listener of listeners) listener();
   };
-  child.stdout?.on('data', append);
-  child.stderr?.on('data', append);
+  child.stdout?.on('data', append('out'));
+  child.stderr?.on('data', append('err'));
   const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => {
       running = false;
@@ -86,6 +102,11 @@ function start(args: readonly string[], env: Readonly<Record<string, string>>): 
     },
     kill(signal) {
       if (running) child.kill(signal);
+    },
+    watch(pattern) {
+      const watcher = { pattern, count: 0, lines: [] as string[] };
+      watchers.push(watcher);
+      return watcher;
     },
   };
 }
