@@ -1,7 +1,6 @@
 import fc from 'fast-check';
-import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
-import { cidrMatcher } from './cidr.js';
+import { cidrsWithin } from '../testing/cidr-oracle.js';
 import { type Grant, type GrantRequest, narrow, refusalError } from './narrowing.js';
 import { allScopes, hasScope } from './scopes.js';
 
@@ -28,27 +27,12 @@ const requests: fc.Arbitrary<GrantRequest> = fc.record(
   { requiredKeys: ['scopes'] },
 );
 
-/**
- * Independent of the implementation's arithmetic: a CIDR is inside another exactly when its first
- * and last addresses both are, and "inside" is decided by `cidrMatcher` (Node's BlockList), the
- * code that admits requests.
- */
-function ends(text: string): [string, string] {
-  const [address = '', prefix] = text.split('/');
-  const v6Text = address.includes(':') ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
-  const full = `${v6Text}/${prefix ?? (address.includes(':') ? 128 : 32)}`;
-  const kind = address.includes(':') ? ipaddr.IPv6 : ipaddr.IPv4;
-  return [kind.networkAddressFromCIDR(full).toString(), kind.broadcastAddressFromCIDR(full).toString()];
-}
-const inside = (child: string, parent: string) => ends(child).every(cidrMatcher([parent]));
-
+/** The rule restated without the implementation's arithmetic (CIDRs: see cidr-oracle.ts). */
 function oracle(parent: Grant, request: GrantRequest): { ok: true; grant: Grant } | { ok: false; field: string } {
   const beyond = request.scopes.filter((s) => (s === '*' ? !parent.scopes.includes('*') : !hasScope(parent.scopes, s as (typeof allScopes)[number])));
   if (beyond.length > 0) return { ok: false, field: 'scopes' };
   const allowedCidrs = request.allowedCidrs ?? parent.allowedCidrs;
-  if (parent.allowedCidrs.length > 0 && (allowedCidrs.length === 0 || !allowedCidrs.every((c) => parent.allowedCidrs.some((p) => inside(c, p))))) {
-    return { ok: false, field: 'allowedCidrs' };
-  }
+  if (!cidrsWithin(allowedCidrs, parent.allowedCidrs)) return { ok: false, field: 'allowedCidrs' };
   const expiresAt = request.expiresAt === undefined ? parent.expiresAt : request.expiresAt;
   if (parent.expiresAt !== null && (expiresAt === null || expiresAt > parent.expiresAt)) return { ok: false, field: 'expiresAt' };
   return { ok: true, grant: { scopes: request.scopes, allowedCidrs, expiresAt } };
