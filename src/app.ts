@@ -177,7 +177,13 @@ export async function buildApp(options: AppOptions): Promise<App> {
   const rateLimiter = createRateLimiter(config.rateLimits, options.redis);
   const authFailures = createAuthFailureLimiter(config.authFailuresPerMinute, options.redis);
 
-  const http = await createHttpServer({ logger, bodyLimit: config.bodyLimitBytes, trustProxy: config.trustProxy, version });
+  const http = await createHttpServer({
+    logger,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    version,
+    connections: { requestTimeoutMs: config.requestTimeoutMs, uploadsPerAddress: config.uploadsPerAddress },
+  });
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: rememberUnknownKeys(core.authenticator), rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
   createMetrics({ egress: core.egress.metrics, inbound: core.inbound.metrics }).register(http);

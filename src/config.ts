@@ -35,6 +35,9 @@ export interface Config {
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly bodyLimitBytes: number;
   readonly trustProxy: ProxyTrust;
+  readonly requestTimeoutMs: number;
+  readonly uploadsPerAddress: number;
+  readonly shutdownGraceMs: number;
   readonly rateLimits: {
     readonly perKeyPerMinute: number;
     readonly perWorkspacePerMinute: number;
@@ -176,6 +179,9 @@ export const settings = {
   logLevel: { name: 'LOG_LEVEL', description: 'pino log level', default: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
   bodyLimitBytes: { name: 'BULKHEAD_BODY_LIMIT_BYTES', description: 'Largest accepted request body; larger ones get 413 `payload_too_large`', default: '1048576', parse: integer(1024, 64 * 1024 * 1024) },
   trustProxy: { name: 'BULKHEAD_TRUST_PROXY', description: 'Which proxies in front of Bulkhead may set X-Forwarded-For: `false` (none; the client address is the connecting peer), a number of proxies (`1`: every connection comes through one proxy; only when Bulkhead cannot be reached directly), or a comma-separated list of proxy addresses and CIDR ranges (IPv4 or IPv6). The client address is the one the last trusted proxy saw. `true` is refused: it would take the address the client writes', default: 'false', parse: parseProxyTrust },
+  requestTimeoutMs: { name: 'BULKHEAD_REQUEST_TIMEOUT_MS', description: 'Longest time to receive one whole request, headers and body; a slower one gets 408 `request_timeout` and its connection is closed (raise it with the body limit for slow links)', default: '30000', parse: integer(1_000, 3_600_000) },
+  uploadsPerAddress: { name: 'BULKHEAD_UPLOADS_PER_ADDRESS', description: 'Request bodies one client address may have arriving at once (a body that arrives with its headers does not count); one more gets 429 `too_many_uploads` and its connection is closed', default: '16', parse: integer(1, 100_000) },
+  shutdownGraceMs: { name: 'BULKHEAD_SHUTDOWN_GRACE_MS', description: 'On SIGTERM/SIGINT, how long requests and background work in flight may take to finish before their connections and outbound requests are cut; the process exits by this plus 1 s whatever happens', default: '10000', parse: integer(0, 600_000) },
   perKeyPerMinute: { name: 'BULKHEAD_RATE_LIMIT_KEY_PER_MINUTE', description: 'Requests per minute per API key', default: '6000', parse: integer(1, 10_000_000) },
   perWorkspacePerMinute: { name: 'BULKHEAD_RATE_LIMIT_WORKSPACE_PER_MINUTE', description: 'Requests per minute per workspace (all its keys)', default: '12000', parse: integer(1, 10_000_000) },
   perTenantPerMinute: { name: 'BULKHEAD_RATE_LIMIT_TENANT_PER_MINUTE', description: 'Requests per minute per tenant (all its workspaces); a tenant\'s `limits.requestsPerMinute` overrides it', default: '30000', parse: integer(1, 10_000_000) },
@@ -274,6 +280,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     redisUrl: v.redisUrl,
     logLevel: withDefault('logLevel'),
     bodyLimitBytes: withDefault('bodyLimitBytes'),
+    requestTimeoutMs: withDefault('requestTimeoutMs'),
+    uploadsPerAddress: withDefault('uploadsPerAddress'),
+    shutdownGraceMs: withDefault('shutdownGraceMs'),
     trustProxy: withDefault('trustProxy'),
     rateLimits: Object.freeze({
       perKeyPerMinute: withDefault('perKeyPerMinute'),

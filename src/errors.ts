@@ -8,6 +8,10 @@ export const errorStatus = {
   malformed_json: 400,
   unsupported_media_type: 415,
   payload_too_large: 413,
+  /** The whole request (headers and body) did not arrive within BULKHEAD_REQUEST_TIMEOUT_MS; the connection is closed. */
+  request_timeout: 408,
+  /** The client address already has BULKHEAD_UPLOADS_PER_ADDRESS request bodies arriving; the connection is closed. */
+  too_many_uploads: 429,
   invalid_cursor: 400,
   bad_request: 400,
   // authentication and authorization

@@ -4,6 +4,7 @@
  *    and path parameters may be coerced from text, which is all they can be;
  *  - every error leaves as problem+json through one handler;
  *  - every route must declare its auth requirement, or registration fails;
+ *  - slow, stuck and early-answered connections are bounded and closed (`connections.ts`);
  *  - request ids come from a valid `X-Request-Id` or are generated, and are echoed back;
  *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests.
  */
@@ -16,6 +17,7 @@ import addFormatsModule from 'ajv-formats';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
+import { type ConnectionPolicy, createConnectionPolicy } from './connections.js';
 import { sendProblem } from './problem.js';
 import { fastifyTrustProxy, type ProxyTrust } from './proxy-trust.js';
 
@@ -34,8 +36,10 @@ function validators(): { body: Ajv; text: Ajv } {
   };
 }
 
-export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: ProxyTrust; version: string }): Promise<HttpServer> {
+export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: ProxyTrust; version: string; connections: ConnectionPolicy }): Promise<HttpServer> {
+  const connections = createConnectionPolicy(options.connections, options.logger);
   const app = Fastify({
+    ...connections.serverOptions,
     loggerInstance: options.logger,
     bodyLimit: options.bodyLimit,
     trustProxy: fastifyTrustProxy(options.trustProxy),
@@ -61,6 +65,7 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  connections.register(app);
   app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
   app.setNotFoundHandler({}, (request, reply) =>
     sendProblem(request, reply, new BulkheadError('route_not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)),

@@ -1,6 +1,9 @@
 /**
  * `ANY /v1/proxy/{connectionId}/{path}`: the relay's HTTP face. Request bodies are not parsed;
- * they stream to the provider (with the body limit still enforced while streaming).
+ * they stream to the provider, with the body limit enforced twice: a Content-Length over it is
+ * refused before the provider is contacted, and a body that grows over it on the way aborts the
+ * upstream request. Either way the answer is 413 `payload_too_large` (and, the body being
+ * unread, the connection is closed after it: see `http/connections.ts`).
  */
 import { Readable, Transform } from 'node:stream';
 import { Type } from 'typebox';
@@ -12,17 +15,20 @@ import type { Relay } from './relay.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 
-function limited(stream: Readable, limit: number): Readable {
+const tooLarge = (limit: number) => new BulkheadError('payload_too_large', `the request body exceeds ${limit} bytes`, { details: { limit } });
+
+/** The body, failing once more than `limit` bytes have passed; `exceeded` says whether that happened. */
+function limited(stream: Readable, limit: number): { body: Readable; exceeded: () => boolean } {
   let seen = 0;
   const guard = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       seen += chunk.length;
-      if (seen > limit) callback(new BulkheadError('payload_too_large', `request body exceeds ${limit} bytes`));
+      if (seen > limit) callback(tooLarge(limit));
       else callback(null, chunk);
     },
   });
   stream.on('error', (error) => guard.destroy(error));
-  return stream.pipe(guard);
+  return { body: stream.pipe(guard), exceeded: () => seen > limit };
 }
 
 export function registerRelayRoutes(app: HttpServer, deps: { relay: Relay; bodyLimit: number }): void {
@@ -52,16 +58,26 @@ export function registerRelayRoutes(app: HttpServer, deps: { relay: Relay; bodyL
         const pathOnly = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
         const path = pathOnly.startsWith(prefix) ? pathOnly.slice(prefix.length) : params['*'];
         const baseUrl = request.headers['base-url'];
-        const response = await deps.relay.call({
-          workspaceId: principalOf(request).workspaceId,
-          connectionId: params.connectionId,
-          method: request.method,
-          path,
-          query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
-          headers: request.headers,
-          body: request.body instanceof Readable ? limited(request.body, deps.bodyLimit) : undefined,
-          baseUrl: Array.isArray(baseUrl) ? baseUrl[0] : baseUrl,
-        });
+        const declared = Number(request.headers['content-length']);
+        if (Number.isFinite(declared) && declared > deps.bodyLimit) throw tooLarge(deps.bodyLimit);
+        const body = request.body instanceof Readable ? limited(request.body, deps.bodyLimit) : undefined;
+        let response;
+        try {
+          response = await deps.relay.call({
+            workspaceId: principalOf(request).workspaceId,
+            connectionId: params.connectionId,
+            method: request.method,
+            path,
+            query: queryAt === -1 ? '' : rawUrl.slice(queryAt),
+            headers: request.headers,
+            body: body?.body,
+            baseUrl: Array.isArray(baseUrl) ? baseUrl[0] : baseUrl,
+          });
+        } catch (error) {
+          // The upstream request failed because we aborted it: the caller's fault, not the provider's.
+          if (body?.exceeded()) throw tooLarge(deps.bodyLimit);
+          throw error;
+        }
         return reply.status(response.status).headers(response.headers).send(response.body);
       },
     });

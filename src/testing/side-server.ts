@@ -12,7 +12,7 @@ import { type TestApp, testSecrets } from './app.js';
 
 export async function startSideServer(t: TestApp, register: (http: HttpServer) => void): Promise<HttpServer> {
   const { core } = t.app;
-  const http = await createHttpServer({ logger: createLogger({ level: 'silent' }), bodyLimit: t.config.bodyLimitBytes, trustProxy: false, version });
+  const http = await createHttpServer({ logger: createLogger({ level: 'silent' }), bodyLimit: t.config.bodyLimitBytes, trustProxy: false, version, connections: { requestTimeoutMs: t.config.requestTimeoutMs, uploadsPerAddress: t.config.uploadsPerAddress } });
   http.addHook(
     'onRequest',
     createAuthHook({
