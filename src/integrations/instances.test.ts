@@ -401,6 +401,19 @@ describe.each(backends)('integration instances on $name', (backend) => {
       expect(await raw(instance.id)).toEqual(rowBefore);
     });
 
+    it('refuses an upgrade binding another workspace\'s resource as binding_invalid, like create and patch, and changes nothing', async () => {
+      const a = await workspace();
+      const b = await workspace();
+      const instance = await deployed(a);
+      const rowBefore = await raw(instance.id);
+      const foreign = expectProblem(await api.call(a.key, 'POST', `/v1/instances/${instance.id}/upgrade`, { version: '1.1.0', destinations: { audit: b.destinationId } }), 400, 'binding_invalid');
+      expect(foreign['problems']).toEqual([{ path: '/destinations/audit', message: 'no such destination in this workspace' }]);
+      const never = expectProblem(await api.call(a.key, 'POST', `/v1/instances/${instance.id}/upgrade`, { version: '1.1.0', destinations: { audit: 'dst_00000000000000000000000000' } }), 400, 'binding_invalid');
+      expect(never['problems']).toEqual(foreign['problems']);
+      expectProblem(await api.call(a.key, 'POST', `/v1/instances/${instance.id}/upgrade`, { version: '1.1.0', connections: { crm: b.connectionId }, destinations: { audit: a.destinationId } }), 400, 'binding_invalid');
+      expect(await raw(instance.id)).toEqual(rowBefore);
+    });
+
     it('upgrades: carries config and secrets, binds the new slots, drops what the new version lost and replaces schedules', async () => {
       const w = await workspace();
       const instance = await deployed(w, { config: { channel: '#ops', retries: 4, verbose: true, apiToken: API_TOKEN, webhookSecret: HOOK_SECRET } });

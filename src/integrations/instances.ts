@@ -449,7 +449,13 @@ export function createInstanceService(deps: { vault: Vault; runtime: Runtime }) 
         destinations: applyPatch(carried('destinations'), input.destinations),
         inboundSources: applyPatch(carried('inboundSources'), input.inboundSources),
       };
-      problems.push(...(await bindingProblems(tx, target, bindings, fresh)));
+      // A binding this request names (bound or unbound) is the caller's input, refused as create and
+      // patch refuse it; only what the instance carries, or lacks, is a migration problem.
+      const named = new Set(KINDS.flatMap(({ key }) => Object.keys(input[key] ?? {}).map((slot) => `/${key}${pointer(slot)}`)));
+      const bindingIssues = await bindingProblems(tx, target, bindings, fresh);
+      const supplied = bindingIssues.filter((p) => named.has(p.path));
+      if (supplied.length > 0) throw bindingInvalid(supplied);
+      problems.push(...bindingIssues);
       if (problems.length > 0 || !config.ok) {
         throw new BulkheadError('config_migration_failed', `the instance cannot be upgraded to ${input.version} as it is: ${summary(problems)}`, { details: { from: row.version, to: input.version, problems } });
       }
