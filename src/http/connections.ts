@@ -43,7 +43,7 @@ export function createConnectionPolicy(policy: ConnectionPolicy, logger: Logger)
   let draining = false;
 
   /** Holds one of the address's upload places until the body has arrived or the request is gone. */
-  function holdUpload(request: FastifyRequest): void {
+  function holdUpload(request: FastifyRequest, response: ServerResponse): void {
     const address = request.ip;
     const held = uploads.get(address) ?? 0;
     if (held >= policy.uploadsPerAddress) {
@@ -62,6 +62,10 @@ export function createConnectionPolicy(policy: ConnectionPolicy, logger: Logger)
     };
     request.raw.once('end', release);
     request.raw.once('close', release);
+    // Once answered, the request holds no place: its connection is closed after an early answer.
+    // (Also the only release light-my-request's injected requests ever signal.)
+    response.once('finish', release);
+    response.once('close', release);
     socket.once('close', release);
   }
 
@@ -106,7 +110,7 @@ export function createConnectionPolicy(policy: ConnectionPolicy, logger: Logger)
         // The parser hands over the headers before it reads on in the same chunk; one turn of the
         // event loop later a body that arrived with its headers reads as complete and takes no place.
         await new Promise((resolve) => setImmediate(resolve));
-        if (!arrived(request)) holdUpload(request);
+        if (!arrived(request)) holdUpload(request, reply.raw);
       });
       app.addHook('onSend', async (request, reply, payload) => {
         if (draining || !arrived(request)) reply.header('connection', 'close');

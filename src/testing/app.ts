@@ -55,7 +55,10 @@ export async function startTestApp(
 ): Promise<TestApp> {
   const database = options.database ?? (await backend.open());
   const base = parseConfig({ LOG_LEVEL: 'silent' });
-  const config: Config = Object.freeze({ ...base, appRole: database.appRole, ...options.config });
+  // Injected requests hand their bodies over a turn after their headers, so each would hold an
+  // upload place a real small request never takes; the bound itself is tested over real sockets
+  // (src/http/connections.test.ts).
+  const config: Config = Object.freeze({ ...base, appRole: database.appRole, uploadsPerAddress: 10_000, ...options.config });
   const clock = testClock();
   const app = await buildApp({
     config,
