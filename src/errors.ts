@@ -14,6 +14,16 @@ export const errorStatus = {
   too_many_uploads: 429,
   invalid_cursor: 400,
   bad_request: 400,
+  /** A string (value, key, query or path parameter) holds NUL or an unpaired surrogate; `details.location` and `details.pointer` name it. */
+  text_invalid: 400,
+  /** A JSON body nests objects/arrays deeper than the documented limit (64); `details.pointer` names the first too-deep value. */
+  json_too_deep: 400,
+  /** A JSON number a double cannot carry: an integer beyond ±(2^53−1), or a literal that overflows or underflows; `details.pointer` names it. */
+  number_out_of_range: 400,
+  /** The request has a `Content-Encoding` other than identity (bodies are not decoded; the relay forwards them as sent). */
+  unsupported_encoding: 415,
+  /** The URL has a path segment longer than the router accepts (200 characters). */
+  uri_too_long: 414,
   // authentication and authorization
   unauthenticated: 401,
   admin_token_invalid: 401,

@@ -93,6 +93,16 @@ describe.each(backends)('providers, connections and the relay on $name', (backen
       expect((await connect(key, undefined, 'same')).json()).toMatchObject({ code: 'name_taken' });
     });
 
+    it('relays an encoded body as sent, with its Content-Encoding, where the rest of the API refuses one', async () => {
+      const { key } = await t.workspaceWithKey(['connections:write', 'proxy']);
+      const id = (await connect(key)).json<{ id: string }>().id;
+      upstream.requests.length = 0;
+      const response = await t.request({ method: 'POST', url: `/v1/proxy/${id}/echo`, token: key, payload: 'opaque-bytes', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+      expect(response.statusCode, response.body).toBe(200);
+      expect(upstream.requests.at(-1)).toMatchObject({ body: 'opaque-bytes', headers: expect.objectContaining({ 'content-encoding': 'gzip' }) as unknown });
+      expect((await t.request({ method: 'POST', url: '/v1/connections', token: key, payload: '{}', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' } })).json()).toMatchObject({ code: 'unsupported_encoding' });
+    });
+
     it('answers 404 for another workspace\'s connection, for reads, writes, deletes and the relay alike', async () => {
       const a = await t.workspaceWithKey(['*']);
       const b = await t.workspaceWithKey(['*']);

@@ -34,6 +34,10 @@ const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
   FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
   FST_ERR_CTP_INVALID_TYPE: 'bad_request',
+  // Router refusals, handed over by the `frameworkErrors` option (server.ts); an async-constraint
+  // failure is left to fall through to internal_error, logged.
+  FST_ERR_BAD_URL: 'bad_request',
+  FST_ERR_MAX_PARAM_LENGTH: 'uri_too_long',
 };
 
 /** 5xx answers that describe the world (a provider down, the database starting), not a bug: logged as warnings. */

@@ -2,7 +2,11 @@
  * Fastify set up the way every Bulkhead route relies on:
  *  - bodies are validated strictly (no type coercion, unknown properties rejected); query strings
  *    and path parameters may be coerced from text, which is all they can be;
- *  - every error leaves as problem+json through one handler;
+ *  - every error leaves as problem+json through one handler, the router's own (bad URL encoding,
+ *    over-long parameters) included;
+ *  - JSON bodies go through the guarded parser (json.ts: nesting, text, number rules); query
+ *    strings and path parameters follow the same text rule; a request body with a
+ *    `Content-Encoding` is refused unless its route forwards bodies as sent (the relay);
  *  - every route must declare its auth requirement, or registration fails;
  *  - slow, stuck and early-answered connections are bounded and closed (`connections.ts`);
  *  - request ids come from a valid `X-Request-Id` or are generated, and are echoed back;
@@ -18,8 +22,16 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
 import { type ConnectionPolicy, createConnectionPolicy } from './connections.js';
+import { assertText, parseJson } from './json.js';
 import { sendProblem } from './problem.js';
 import { fastifyTrustProxy, type ProxyTrust } from './proxy-trust.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route passes its body on as sent (the relay), so a Content-Encoding travels with it. */
+    forwardsEncodedBody?: boolean;
+  }
+}
 
 // ajv-formats is CommonJS with a default export.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -52,6 +64,10 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+    // Router refusals (bad percent-encoding, over-long parameters) answer through the same mapper.
+    frameworkErrors: (error, request, reply) => {
+      void sendProblem(request, reply.header('x-request-id', request.id), error);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
 
   const ajv = validators();
@@ -66,6 +82,34 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
     reply.header('x-request-id', request.id);
   });
   connections.register(app);
+  app.addHook('onRequest', (request, _reply, done) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity' && request.routeOptions.config.forwardsEncodedBody !== true) {
+      done(new BulkheadError('unsupported_encoding', 'request bodies are accepted without a Content-Encoding (identity only)'));
+      return;
+    }
+    done();
+  });
+  app.addHook('preValidation', (request, _reply, done) => {
+    try {
+      assertText(request.params, 'params');
+      assertText(request.query, 'query');
+      done();
+    } catch (error) {
+      done(error as Error);
+    }
+  });
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if (body === '') {
+      done(new BulkheadError('malformed_json', 'the request body is empty; send a JSON value'), undefined);
+      return;
+    }
+    try {
+      done(null, parseJson(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
   app.setErrorHandler((error, request, reply) => sendProblem(request, reply, error));
   app.setNotFoundHandler({}, (request, reply) =>
     sendProblem(request, reply, new BulkheadError('route_not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)),

@@ -3,10 +3,14 @@
  *  - a JSON content type (`application/json`, `…+json`) that parses: the parsed value;
  *  - `application/x-www-form-urlencoded` (Slack slash commands, some legacy senders): an object of
  *    the fields (a repeated field becomes an array of its values);
- *  - anything else, or JSON that does not parse: `{ contentType, text }` when the body is UTF-8,
- *    else `{ contentType, base64 }`.
+ *  - anything else, or JSON that does not parse or that the guarded parser refuses (too deep, NUL
+ *    or unpaired surrogates, numbers a double cannot carry; see http/json.ts): `{ contentType,
+ *    text }` when the body is UTF-8, else `{ contentType, base64 }`. The signed bytes are kept
+ *    exactly, never rewritten into a value that differs from them.
  * Only verified bodies get here; a rejected body is never parsed or stored.
  */
+import { parseJson } from '../http/json.js';
+
 export interface InboundPayload {
   readonly payload: unknown;
   /** The parsed JSON body (or form fields), for `{body:…}` placeholders; undefined for other bodies. */
@@ -32,7 +36,7 @@ export function toPayload(body: Buffer, contentType: string | undefined): Inboun
   const asText = text(body);
   if ((type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type)) && asText !== undefined) {
     try {
-      const json = JSON.parse(asText) as unknown;
+      const json = parseJson(asText);
       return { payload: json, json };
     } catch {
       // A signed body that is not the JSON it claims to be is still what the sender signed: keep it as text.

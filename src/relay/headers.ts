@@ -8,6 +8,8 @@ const FORWARDED_REQUEST_HEADERS = new Set([
   'accept',
   'accept-language',
   'content-type',
+  // The body streams through unchanged, so its encoding label must travel with it.
+  'content-encoding',
   'content-language',
   'if-match',
   'if-none-match',

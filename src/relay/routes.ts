@@ -41,7 +41,8 @@ export function registerRelayRoutes(app: HttpServer, deps: { relay: Relay; bodyL
     scope.route({
       method: [...METHODS],
       url: '/v1/proxy/:connectionId/*',
-      config: { auth: { scope: 'proxy' as const } },
+      // Bodies are forwarded as sent, so their Content-Encoding is the provider's to read.
+      config: { auth: { scope: 'proxy' as const }, forwardsEncodedBody: true },
       schema: {
         tags: ['relay'],
         security: [{ apiKey: [] }],

@@ -8,6 +8,7 @@ import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { BulkheadError } from '../../errors.js';
 import { keyContext, principalOf } from '../../http/auth.js';
+import { assertText } from '../../http/json.js';
 import { errorResponses, Timestamp } from '../../http/schemas.js';
 import type { HttpServer } from '../../http/server.js';
 import type { ConnectionService } from '../connections.js';
@@ -79,7 +80,13 @@ export function registerConnectRoutes(
     const scope = plugin as unknown as HttpServer;
     // The page's forms post urlencoded bodies; this scope alone accepts them.
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_request, body, done) => {
-      done(null, Object.fromEntries(new URLSearchParams(body as string)));
+      const fields = Object.fromEntries(new URLSearchParams(body as string));
+      try {
+        assertText(fields, 'body');
+        done(null, fields);
+      } catch (error) {
+        done(error as Error, undefined);
+      }
     });
 
     scope.get('/connect/:token', { ...publicRoute, schema: { hide: true, params: TokenParams } }, async (request, reply) =>
