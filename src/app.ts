@@ -2,6 +2,7 @@
  * Composition root: builds every service from explicit dependencies and hands them to the
  * routes. Nothing here is a module-level singleton; tests build as many apps as they like.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { registerAuditRoutes } from './audit/routes.js';
 import { listenForInvalidations } from './cache/invalidation.js';
@@ -168,7 +169,16 @@ export interface App {
   readonly core: Core;
   readonly engine: DeliveryEngine;
   readonly runner: ExecutionRunner;
-  close(): Promise<void>;
+  /**
+   * Stops accepting, lets requests and background work in flight finish for up to `graceMs`, then
+   * cuts what is left (see `abort`) and closes. Resolves once everything is closed.
+   */
+  close(graceMs?: number): Promise<void>;
+  /**
+   * Cuts everything still in flight: outbound requests and their streams, sandbox runs, and every
+   * client connection. Work cut this way is not recorded as failed; its lease is handed back.
+   */
+  abort(): void;
 }
 
 export async function buildApp(options: AppOptions): Promise<App> {
@@ -206,6 +216,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();
+  /** Set by `abort()`: from then on a failure in flight is shutdown's doing, not the work's. */
+  let cut = false;
   const engine = createDeliveryEngine({
     withPlatform: core.withPlatform,
     withWorkspace: core.withWorkspace,
@@ -227,6 +239,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       circuitFailures: config.circuitFailures,
       circuitCooldownMs: config.circuitCooldownMs,
     },
+    cutShort: () => cut,
   });
   const runner = createExecutionRunner({
     withPlatform: core.withPlatform,
@@ -238,6 +251,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     logger,
     options: { concurrency: config.executionConcurrency, leaseMs: config.executionLeaseMs, pollMs: config.workerPollMs },
     onDeliveries: () => { engine.wake(); },
+    cutShort: () => cut,
   });
   if (options.role !== 'api' && options.startJobs !== false) {
     engine.start();
@@ -278,19 +292,52 @@ export async function buildApp(options: AppOptions): Promise<App> {
     },
   });
 
+  const background = options.role !== 'api' && options.startJobs !== false;
+  /** After the grace period, how long answers to cut outbound work get before the sockets go. */
+  const ANSWER_WINDOW_MS = 250;
+
+  /** Cuts outbound requests and sandbox runs; `cut` first, so their failures read as shutdown's. */
+  function cutOutbound(): void {
+    cut = true;
+    core.egress.abort();
+    void core.sandbox.close();
+  }
+
+  function abort(): void {
+    cutOutbound();
+    http.server.closeAllConnections();
+  }
+
   return {
     http,
     core,
     engine,
     runner,
-    async close() {
-      await http.close();
-      await invalidations.close();
-      if (options.role !== 'api' && options.startJobs !== false) {
-        await runner.stop();
-        await engine.stop();
+    abort,
+    async close(graceMs = config.shutdownGraceMs) {
+      // Everything drains at once: the listener stops accepting (idle keep-alive sockets close now,
+      // busy ones after their answer), the workers stop claiming and wait for what they run.
+      // The grace period is this function's to keep: the workers wait a little longer than it, so
+      // that what they still run when it ends is cut (and handed back uncounted), not left running.
+      const workerGraceMs = graceMs + 4 * ANSWER_WINDOW_MS;
+      const drained = Promise.all([
+        http.close(),
+        background ? runner.stop(workerGraceMs) : undefined,
+        background ? engine.stop(workerGraceMs) : undefined,
+        jobs?.stop(),
+      ]);
+      let timer: NodeJS.Timeout | undefined;
+      const graceOver = new Promise<'late'>((resolve) => { timer = setTimeout(() => { resolve('late'); }, graceMs); });
+      if ((await Promise.race([drained.then(() => 'drained' as const), graceOver])) === 'late') {
+        // Outbound work first, so a relay call still waiting can answer its client (502, connection
+        // closed) in the moment before every client connection is cut.
+        cutOutbound();
+        await Promise.race([drained, sleep(ANSWER_WINDOW_MS, undefined, { ref: false })]);
+        abort();
       }
-      await jobs?.stop();
+      clearTimeout(timer);
+      await drained;
+      await invalidations.close();
       await core.lastUsed.stop();
       await core.relayLog.stop();
       await core.egress.close();

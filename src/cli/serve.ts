@@ -10,6 +10,7 @@ import { databaseRef, openDatabase } from '../db/open.js';
 import type { Database } from '../db/types.js';
 import { createLogger } from '../logging.js';
 import { systemRuntime } from '../runtime.js';
+import { exitOnSignals } from './shutdown.js';
 import { resolveSecrets } from '../secrets.js';
 
 export type ServeRole = 'api' | 'worker' | 'all';
@@ -37,6 +38,16 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
   process.stdout.write(`${banner.join('\n')}\n`);
 
   let database: Database | undefined;
+  // From here a signal drains and exits, also while the database is still opening.
+  exitOnSignals({
+    graceMs: config.shutdownGraceMs,
+    logger,
+    stop: async (graceMs) => {
+      await app.close(graceMs);
+      await database?.close();
+      redis?.disconnect();
+    },
+  });
   try {
     database = await openDatabase(config);
     const embedded = config.databaseUrl === undefined;
@@ -56,16 +67,4 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
     process.exitCode = 1;
     return;
   }
-
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    await app.close();
-    await database.close();
-    redis?.disconnect();
-  };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
 }

@@ -98,6 +98,8 @@ export function createDeliveryEngine(deps: {
   runtime: Runtime;
   logger: Logger;
   options: EngineOptions;
+  /** Shutdown's grace period is over and what is in flight is being cut: such an attempt says nothing about the receiver. */
+  cutShort?: () => boolean;
 }) {
   const { withPlatform, withWorkspace, vault, runtime, options } = deps;
   const owner = `wrk_${randomBytes(8).toString('hex')}`;
@@ -224,6 +226,8 @@ export function createDeliveryEngine(deps: {
       const body = await readStart(response.body, options.keepResponseBytes, deadline);
       outcome = { status: response.status, body, retryAfter: response.headers['retry-after'], startedAt, durationMs: Math.round(performance.now() - started) };
     } catch (error) {
+      // Not recorded: the lease is handed back on the way out and the attempt is not counted.
+      if (deps.cutShort?.() === true) return;
       const code = error instanceof BulkheadError ? error.code : 'egress_failed';
       outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
     }

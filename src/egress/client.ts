@@ -139,6 +139,12 @@ export function createEgressClient(options: EgressOptions = {}) {
     keepAliveMaxTimeout: 10_000,
   });
 
+  // Shutdown's last step cuts every request still in flight (and its response stream) at once.
+  // Each request has its own controller, held until its body closes: one long-lived signal passed
+  // to AbortSignal.any on every request would keep every composite alive (nodejs/node#55351).
+  const inFlight = new Set<AbortController>();
+  let cut = false;
+
   /** Maps whatever undici, the socket or a signal threw to one of the four stable codes. */
   function translator(deadline: AbortSignal, timeoutMs: number, callerSignal: AbortSignal | undefined) {
     return (error: unknown): EgressError => {
@@ -146,6 +152,7 @@ export function createEgressClient(options: EgressOptions = {}) {
       for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
         if (e instanceof EgressError) return e;
       }
+      if (cut) return new EgressError('egress_failed', 'the request was cut short: Bulkhead is shutting down', { cause: error });
       if (error instanceof undiciErrors.ConnectTimeoutError) return new EgressError('egress_timeout', 'connecting timed out', { cause: error });
       if (error instanceof undiciErrors.HeadersTimeoutError) return new EgressError('egress_timeout', 'the server did not send response headers in time', { cause: error });
       if (error instanceof undiciErrors.BodyTimeoutError) return new EgressError('egress_timeout', 'the server stopped sending the response body', { cause: error });
@@ -159,25 +166,59 @@ export function createEgressClient(options: EgressOptions = {}) {
     };
   }
 
+  /** What one request carries from hop to hop. */
+  interface Hops {
+    url: URL;
+    method: string;
+    headers: Record<string, string>;
+    body: Readable | Buffer | string | null;
+    readonly mode: 'manual' | 'error' | 'follow';
+    readonly maxRedirects: number;
+    readonly limit: number;
+    readonly credentials: ReadonlySet<string>;
+    readonly signal: AbortSignal;
+    readonly translate: (error: unknown) => EgressError;
+  }
+
   async function send(raw: string | URL, init: EgressRequest): Promise<EgressResponse<Readable>> {
-    const mode = init.redirect ?? 'manual';
     const maxRedirects = init.maxRedirects ?? MAX_REDIRECTS;
     if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > MAX_REDIRECTS) {
       throw new RangeError(`maxRedirects must be an integer from 0 to ${MAX_REDIRECTS}, got ${maxRedirects}`);
     }
     const limit = positive('maxResponseBytes', init.maxResponseBytes, maxResponseBytes);
     const timeoutMs = positive('timeoutMs', init.timeoutMs, totalTimeoutMs);
-
-    let url = target(raw);
-    let method = (init.method ?? 'GET').toUpperCase();
-    let headers: Record<string, string> = { ...init.headers };
-    let body = init.body ?? null;
-    const credentials = new Set([...ALWAYS_CREDENTIALS, ...(init.credentialHeaders ?? []).map((name) => name.toLowerCase())]);
+    const url = target(raw);
+    if (cut) throw new EgressError('egress_failed', 'Bulkhead is shutting down');
 
     const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
-    const translate = translator(deadline, timeoutMs, init.signal);
+    const mine = new AbortController();
+    inFlight.add(mine);
+    const settled = () => { inFlight.delete(mine); };
+    try {
+      const response = await follow({
+        url,
+        method: (init.method ?? 'GET').toUpperCase(),
+        headers: { ...init.headers },
+        body: init.body ?? null,
+        mode: init.redirect ?? 'manual',
+        maxRedirects,
+        limit,
+        credentials: new Set([...ALWAYS_CREDENTIALS, ...(init.credentialHeaders ?? []).map((name) => name.toLowerCase())]),
+        signal: AbortSignal.any(init.signal ? [init.signal, deadline, mine.signal] : [deadline, mine.signal]),
+        translate: translator(deadline, timeoutMs, init.signal),
+      });
+      // The request stays abortable until its body is read or dropped.
+      response.body.once('close', settled);
+      return response;
+    } catch (error) {
+      settled();
+      throw error;
+    }
+  }
 
+  async function follow(request: Hops): Promise<EgressResponse<Readable>> {
+    const { mode, maxRedirects, limit, credentials, signal, translate } = request;
+    let { url, method, headers, body } = request;
     for (let hop = 0; ; hop++) {
       metrics.requests++;
       let response: Dispatcher.ResponseData;
@@ -244,8 +285,26 @@ export function createEgressClient(options: EgressOptions = {}) {
       if (!isIpLiteral(url)) await judge(hostOf(url));
     },
 
-    /** Closes pooled connections; in-flight requests finish first. */
-    close: (): Promise<void> => agent.close(),
+    /**
+     * Closes pooled connections; in-flight requests finish first. After `abort()` the sockets are
+     * destroyed instead: undici's graceful close can wait on a connection whose request was cut.
+     */
+    close: (): Promise<void> => (cut ? agent.destroy() : agent.close()),
+
+    /**
+     * Cuts every request in flight, response streams included (shutdown, once its grace period is
+     * over); they fail with `egress_failed`, and so does every request sent from now on.
+     */
+    abort(): void {
+      cut = true;
+      for (const controller of inFlight) controller.abort(new Error('Bulkhead is shutting down'));
+      inFlight.clear();
+    },
+
+    /** Whether `abort()` was called: a request that failed after it was cut short, not refused. */
+    get aborted(): boolean {
+      return cut;
+    },
   };
 }
 

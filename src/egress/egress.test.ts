@@ -457,6 +457,26 @@ describe('egress client', () => {
       expect(response.url).toBe(`${base}/echo`);
     });
 
+    it('abort() cuts requests waiting for headers and response streams mid-body, refuses new ones, and close() then returns at once', async () => {
+      const cutting = createEgressClient({ allowCidrs: ['127.0.0.1/32'], headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000 });
+      const waiting = cutting.request(`${base}/slow-headers`);
+      const streaming = await cutting.stream(`${base}/slow-body`);
+      const reading = (async () => {
+        for await (const chunk of streaming.body) void chunk;
+      })();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(cutting.aborted).toBe(false);
+      const started = Date.now();
+      cutting.abort();
+      expect(cutting.aborted).toBe(true);
+      for (const cut of [waiting, reading]) {
+        await expect(cut).rejects.toMatchObject({ code: 'egress_failed', message: expect.stringContaining('shutting down') as unknown });
+      }
+      await expect(cutting.request(`${base}/echo`)).rejects.toMatchObject({ code: 'egress_failed' });
+      await cutting.close();
+      expect(Date.now() - started).toBeLessThan(1_000);
+    });
+
     it('keeps connections alive: sequential requests share one socket', async () => {
       const fresh = createEgressClient({ allowCidrs: ['127.0.0.1/32'] });
       const before = sockets;

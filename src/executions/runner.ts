@@ -49,6 +49,8 @@ export function createExecutionRunner(deps: {
   options: RunnerOptions;
   /** Deliveries were written: the delivery engine may have work. */
   onDeliveries?: () => void;
+  /** Shutdown's grace period is over and what is in flight is being cut (relay calls, sandbox runs). */
+  cutShort?: () => boolean;
 }) {
   const { withPlatform, withWorkspace, vault, runtime, options } = deps;
   const owner = `exr_${randomBytes(8).toString('hex')}`;
@@ -141,6 +143,9 @@ export function createExecutionRunner(deps: {
       },
       () => runtime.now(),
     );
+    // A step that failed because shutdown cut it is not the integration's failure: the execution is
+    // given back (queued again on the way out) and resumes on the next worker.
+    if (outcome.failure !== undefined && deps.cutShort?.() === true) return;
     if (outcome.requeue) {
       // The sandbox is saturated: give the execution back (its attempt does not count).
       await withWorkspace(workspaceId, (tx) =>

@@ -142,6 +142,7 @@ export function createSandbox(options: SandboxOptions = {}): Sandbox {
   const queue: Job[] = [];
   let nextId = 1;
   let closed = false;
+  let closing: Promise<void> | undefined;
   let started = 0;
   let crashed = 0;
   let startupFailures = 0;
@@ -341,11 +342,14 @@ export function createSandbox(options: SandboxOptions = {}): Sandbox {
       return { workers: slots.size, busy: [...slots].filter((s) => s.jobs.length > 0).length, queued: waitingCount(), started, crashed };
     },
 
-    async close(): Promise<void> {
-      if (closed) return;
-      closed = true;
-      for (const job of queue.splice(0)) finish(job, { ok: false, code: 'crashed', message: 'the sandbox was closed' });
-      await Promise.all([...slots].map((slot) => slot.worker.terminate()));
+    close(): Promise<void> {
+      // Every caller waits for the same termination (shutdown cuts first, then closes).
+      closing ??= (async () => {
+        closed = true;
+        for (const job of queue.splice(0)) finish(job, { ok: false, code: 'crashed', message: 'the sandbox was closed' });
+        await Promise.all([...slots].map((slot) => slot.worker.terminate()));
+      })();
+      return closing;
     },
   };
 }
