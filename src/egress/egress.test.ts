@@ -462,7 +462,9 @@ describe('egress client', () => {
       const waiting = cutting.request(`${base}/slow-headers`);
       const streaming = await cutting.stream(`${base}/slow-body`);
       const reading = (async () => {
-        for await (const chunk of streaming.body) void chunk;
+        let bytes = 0;
+        for await (const chunk of streaming.body) bytes += (chunk as Buffer).length;
+        return bytes;
       })();
       await new Promise((resolve) => setTimeout(resolve, 100));
       expect(cutting.aborted).toBe(false);
