@@ -181,6 +181,8 @@ describe('hostile tenant code', () => {
     lateness.sort((a, b) => a - b);
     const p99 = lateness[Math.floor(lateness.length * 0.99)] ?? Infinity;
     expect(lateness.length).toBeGreaterThan(100);
-    expect(p99).toBeLessThan(50);
+    // Spinning on the main thread would show as ~1,000 ms (the CPU limit); a loaded shared machine
+    // adds tens of ms of scheduling noise, which is not what this test is about.
+    expect(p99).toBeLessThan(250);
   });
 });
