@@ -139,7 +139,7 @@ async function verify(tx: Queryable, t: ChainTables, anchor?: CheckpointAnchor, 
   if (anchor.seq === 0) return withCheckpoint(result, anchor, { entry: { id: null, hash: genesisHash(t.chain) }, highestBelow: 0 });
   const entry = (await tx.query<{ id: string; hash: string }>(`SELECT id, hash FROM ${t.log} WHERE ${t.where} AND seq = $2`, [t.key, anchor.seq])).rows[0] ?? null;
   const below = (await tx.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM ${t.log} WHERE ${t.where} AND seq < $2`, [t.key, anchor.seq])).rows[0]?.seq ?? 0;
-  return withCheckpoint(result, anchor, { entry, highestBelow: Number(below) });
+  return withCheckpoint(result, anchor, { entry, highestBelow: below });
 }
 
 /** The chain's head as recorded (seq 0 and the genesis hash for a chain never written): what a checkpoint signs. */
