@@ -4,6 +4,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
+import { createCheckpointSigner } from './audit/checkpoint.js';
 import { registerAuditRoutes } from './audit/routes.js';
 import { listenForInvalidations } from './cache/invalidation.js';
 import type { Config } from './config.js';
@@ -107,6 +108,7 @@ export function createCore(options: CoreOptions) {
   });
   return {
     sandbox,
+    auditCheckpoints: createCheckpointSigner(secrets.auditSigningKeys, () => runtime.now()),
     executions: createExecutionStore({ vault, runtime }),
     integrations: createIntegrationService({ withPlatform, runtime, compile: (source, language) => sandbox.compile(source, language) }),
     instances: createInstanceService({ vault, runtime }),

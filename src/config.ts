@@ -18,6 +18,14 @@ export interface RootKey {
   readonly key: Buffer;
 }
 
+/**
+ * One Ed25519 key of the audit checkpoint signer: `seed` (the 32-byte private key) for a key that
+ * can sign, `publicKey` (32 raw bytes) for a retired one kept only so older checkpoints verify.
+ */
+export type AuditSigningKey =
+  | { readonly version: number; readonly seed: Buffer; readonly publicKey?: undefined }
+  | { readonly version: number; readonly seed?: undefined; readonly publicKey: Buffer };
+
 export interface Config {
   readonly env: Environment;
   readonly host: string;
@@ -31,6 +39,7 @@ export interface Config {
   readonly adminToken: string | undefined;
   readonly apiKeyPepper: string | undefined;
   readonly rootKeys: readonly RootKey[] | undefined;
+  readonly auditSigningKeys: readonly AuditSigningKey[] | undefined;
   readonly redisUrl: string | undefined;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly bodyLimitBytes: number;
@@ -135,6 +144,25 @@ export function parseRootKeys(raw: string): RootKey[] {
   return keys.sort((a, b) => a.version - b.version);
 }
 
+/**
+ * `1:<base64 32-byte seed>,2:<base64 32-byte seed>`; a retired version may be given by its public
+ * key alone, `1:public:<base64 32 bytes>`. The highest version signs and must be a seed.
+ */
+export function parseAuditSigningKeys(raw: string): AuditSigningKey[] {
+  const keys = raw.split(',').map((part): AuditSigningKey => {
+    const match = /^(\d{1,6}):(public:)?([A-Za-z0-9+/=_-]+)$/.exec(part.trim());
+    if (!match?.[1] || !match[3]) throw new Error('must be a comma-separated list of <version>:<base64 seed> or <version>:public:<base64 public key>');
+    const bytes = Buffer.from(match[3], 'base64');
+    if (bytes.length !== 32) throw new Error(`key version ${match[1]} must decode to 32 bytes, got ${bytes.length}`);
+    const version = Number(match[1]);
+    return match[2] ? { version, publicKey: bytes } : { version, seed: bytes };
+  });
+  if (new Set(keys.map((k) => k.version)).size !== keys.length) throw new Error('key versions must be unique');
+  keys.sort((a, b) => a.version - b.version);
+  if (keys.at(-1)?.seed === undefined) throw new Error('the highest version signs new checkpoints: give its private seed, not only its public key');
+  return keys;
+}
+
 const identifier = (raw: string): string => {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(raw)) throw new Error('must be a lower-case SQL identifier');
   return raw;
@@ -172,6 +200,7 @@ export const settings = {
   adminToken: { name: 'BULKHEAD_ADMIN_TOKEN', description: 'Platform admin bearer token (min. 32 characters)', secret: true, parse: secretString(32) },
   apiKeyPepper: { name: 'BULKHEAD_API_KEY_PEPPER', description: 'Server-side secret for HMAC-SHA256 of API keys (min. 32 characters). Changing it invalidates every key', secret: true, parse: secretString(32) },
   rootKeys: { name: 'BULKHEAD_ROOT_KEYS', description: 'Versioned 256-bit root keys `1:<base64>,2:<base64>`; the highest version wraps new data keys', secret: true, parse: parseRootKeys },
+  auditSigningKeys: { name: 'BULKHEAD_AUDIT_SIGNING_KEYS', description: 'Versioned Ed25519 keys that sign audit checkpoints, `1:<base64 32-byte seed>`; the highest version signs, every version verifies (a retired one may be given as `1:public:<base64 public key>`). See docs/AUDIT.md', secret: true, parse: parseAuditSigningKeys },
   redisUrl: { name: 'REDIS_URL', description: 'Optional Redis for shared rate-limit budgets across API processes', parse: (raw: string) => {
     if (!/^rediss?:\/\//.test(raw)) throw new Error('must use the redis:// or rediss:// scheme');
     return raw;
@@ -238,7 +267,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
   }
   const v = values as Parsed;
   if (v.env === 'production') {
-    for (const field of ['databaseUrl', 'adminToken', 'apiKeyPepper', 'rootKeys'] as const) {
+    for (const field of ['databaseUrl', 'adminToken', 'apiKeyPepper', 'rootKeys', 'auditSigningKeys'] as const) {
       if (v[field] === undefined && !problems.some((p) => p.startsWith(settings[field].name))) {
         problems.push(`${settings[field].name} is required when BULKHEAD_ENV=production`);
       }
@@ -277,6 +306,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     adminToken: v.adminToken,
     apiKeyPepper: v.apiKeyPepper,
     rootKeys: v.rootKeys,
+    auditSigningKeys: v.auditSigningKeys,
     redisUrl: v.redisUrl,
     logLevel: withDefault('logLevel'),
     bodyLimitBytes: withDefault('bodyLimitBytes'),

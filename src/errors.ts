@@ -92,6 +92,13 @@ export const errorStatus = {
   config_migration_failed: 409,
   execution_not_failed: 409,
   execution_retry_pending: 409,
+  // audit
+  /**
+   * An audit checkpoint given to verify is not one of this server's: `details.reason` is
+   * `unknown_key` (no signing key with its keyId), `bad_signature` (changed after signing, or
+   * forged) or `wrong_chain` (signed for another workspace's or the platform's chain).
+   */
+  checkpoint_invalid: 422,
   // database isolation (should never reach a client in normal operation)
   workspace_context_missing: 500,
   // server state

@@ -3,6 +3,7 @@
  * The `bulkhead` command. `serve` runs the server; the rest are operator commands.
  * Configuration comes from the environment only (see README), parsed once and frozen.
  */
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigError, configurationTable, parseConfig } from './config.js';
 import { serve, type ServeRole } from './cli/serve.js';
@@ -18,6 +19,8 @@ const USAGE = `usage: bulkhead <command>
   api-key create --workspace W --name N --scopes a,b [--cidr C]... [--expires-at ISO]
                                             print a new API key (shown once)
   audit verify [--workspace W]              verify audit chains (exit 1 if any is broken)
+  audit verify --checkpoint FILE            verify the chain a signed checkpoint names against it
+                                            (exit 1 on checkpoint_mismatch; docs/AUDIT.md)
   keys rotate-root                          rewrap every data key under the newest root key
                                             (development: generates that key in the data folder)
   keys rotate-workspace --workspace W       new data key for W; re-seals W's values under it
@@ -52,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
       cidr: { type: 'string', multiple: true },
       'expires-at': { type: 'string' },
       min: { type: 'string' },
+      checkpoint: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -90,7 +94,8 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'audit verify': {
-      const reports = await verifyAudit(config, values.workspace);
+      const checkpoint = values.checkpoint === undefined ? undefined : await readFile(values.checkpoint, 'utf8');
+      const reports = await verifyAudit(config, values.workspace, checkpoint);
       print(reports);
       return reports.every((r) => r.valid) ? 0 : 1;
     }

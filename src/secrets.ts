@@ -7,12 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { type Config, type RootKey, parseRootKeys } from './config.js';
+import { type AuditSigningKey, type Config, type RootKey, parseAuditSigningKeys, parseRootKeys } from './config.js';
 
 export interface Secrets {
   readonly adminToken: string;
   readonly apiKeyPepper: string;
   readonly rootKeys: readonly RootKey[];
+  /** Signs audit checkpoints (src/audit/checkpoint.ts); the highest version is current. */
+  readonly auditSigningKeys: readonly AuditSigningKey[];
 }
 
 export interface ResolvedSecrets {
@@ -26,6 +28,7 @@ interface SecretsFile {
   adminToken?: string;
   apiKeyPepper?: string;
   rootKeys?: string;
+  auditSigningKeys?: string;
 }
 
 export function secretsFile(dataDir: string): string {
@@ -33,9 +36,9 @@ export function secretsFile(dataDir: string): string {
 }
 
 export async function resolveSecrets(config: Config): Promise<ResolvedSecrets> {
-  const fromEnv = { adminToken: config.adminToken, apiKeyPepper: config.apiKeyPepper, rootKeys: config.rootKeys };
-  if (fromEnv.adminToken && fromEnv.apiKeyPepper && fromEnv.rootKeys) {
-    return { secrets: { adminToken: fromEnv.adminToken, apiKeyPepper: fromEnv.apiKeyPepper, rootKeys: fromEnv.rootKeys }, generated: [], file: undefined };
+  const fromEnv = { adminToken: config.adminToken, apiKeyPepper: config.apiKeyPepper, rootKeys: config.rootKeys, auditSigningKeys: config.auditSigningKeys };
+  if (fromEnv.adminToken && fromEnv.apiKeyPepper && fromEnv.rootKeys && fromEnv.auditSigningKeys) {
+    return { secrets: { adminToken: fromEnv.adminToken, apiKeyPepper: fromEnv.apiKeyPepper, rootKeys: fromEnv.rootKeys, auditSigningKeys: fromEnv.auditSigningKeys }, generated: [], file: undefined };
   }
   if (config.env === 'production') throw new Error('production mode requires every secret in the environment');
 
@@ -62,6 +65,11 @@ export async function resolveSecrets(config: Config): Promise<ResolvedSecrets> {
     stored.rootKeys = `1:${randomBytes(32).toString('base64')}`;
     generated.push('rootKeys');
   }
+  if (!fromEnv.auditSigningKeys && !stored.auditSigningKeys) {
+    // An Ed25519 private key is any 32 random bytes (its seed).
+    stored.auditSigningKeys = `1:${randomBytes(32).toString('base64')}`;
+    generated.push('auditSigningKeys');
+  }
   if (generated.length > 0) {
     await writeFile(file, `${JSON.stringify(stored, null, 2)}\n`, { mode: 0o600 });
     await chmod(file, 0o600);
@@ -70,8 +78,9 @@ export async function resolveSecrets(config: Config): Promise<ResolvedSecrets> {
   const adminToken = fromEnv.adminToken ?? stored.adminToken;
   const apiKeyPepper = fromEnv.apiKeyPepper ?? stored.apiKeyPepper;
   const rootKeys = fromEnv.rootKeys ?? (stored.rootKeys === undefined ? undefined : parseRootKeys(stored.rootKeys));
-  if (!adminToken || !apiKeyPepper || !rootKeys) throw new Error(`${file} is incomplete; remove it to regenerate`);
-  return { secrets: { adminToken, apiKeyPepper, rootKeys }, generated, file };
+  const auditSigningKeys = fromEnv.auditSigningKeys ?? (stored.auditSigningKeys === undefined ? undefined : parseAuditSigningKeys(stored.auditSigningKeys));
+  if (!adminToken || !apiKeyPepper || !rootKeys || !auditSigningKeys) throw new Error(`${file} is incomplete; remove it to regenerate`);
+  return { secrets: { adminToken, apiKeyPepper, rootKeys, auditSigningKeys }, generated, file };
 }
 
 /**

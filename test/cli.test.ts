@@ -3,9 +3,9 @@
  * folder and against PostgreSQL. Run from source through tsx so the test never sees a stale build.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -174,5 +174,44 @@ describe.skipIf(postgres === null)('the CLI on PostgreSQL', () => {
     const reports = JSON.parse(tampered.stdout) as { chain: string; valid: boolean; firstInvalid: { seq: number; id: string; reason: string } | null }[];
     expect(reports.find((r) => r.chain === workspace.id)?.firstInvalid).toEqual({ seq: 1, id: rows[0]?.id, reason: 'altered' });
     expect(reports.find((r) => r.chain === 'platform')?.valid).toBe(true);
+  }, 120_000);
+
+  it('audit verify --checkpoint FILE finds a rolled-back tail the plain verify misses; a forged checkpoint exits 2', async () => {
+    await json(['migrate'], env);
+    const { workspace } = await provision(env);
+    for (const name of ['second', 'third']) await json(['api-key', 'create', '--workspace', workspace.id, '--name', name, '--scopes', 'events:read'], env);
+    interface Report { valid: boolean; firstInvalid: { seq: number; reason: string } | null; head: { seq: number; hash: string }; checkpoint?: { matched: boolean } }
+    const verify = async (args: string[]) => {
+      const result = await run(['audit', 'verify', ...args], env);
+      return { code: result.code, stderr: result.stderr, report: result.code === 2 ? undefined : (JSON.parse(result.stdout) as Report[])[0] };
+    };
+    const { head } = (await verify(['--workspace', workspace.id])).report ?? { head: { seq: 0, hash: '' } };
+    expect(head.seq).toBeGreaterThanOrEqual(3);
+
+    // Signed as docs/AUDIT.md describes, with the key the CLI generated into the data folder: not through Bulkhead's code.
+    const stored = JSON.parse(await readFile(path.join(env['BULKHEAD_DATA_DIR'] ?? '', 'secrets.json'), 'utf8')) as { auditSigningKeys: string };
+    const seed = Buffer.from(stored.auditSigningKeys.split(':')[1] ?? '', 'base64');
+    const privateKey = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+    const rawPublic = Buffer.from(createPublicKey(privateKey).export({ format: 'jwk' }).x ?? '', 'base64url');
+    const unsigned = { chain: workspace.id, seq: head.seq, hash: head.hash, at: new Date().toISOString(), keyId: createHash('sha256').update(rawPublic).digest('hex').slice(0, 16) };
+    const message = `bulkhead.audit.checkpoint.v1\n${unsigned.chain}\n${String(unsigned.seq)}\n${unsigned.hash}\n${unsigned.at}\n${unsigned.keyId}\n`;
+    const checkpoint = { ...unsigned, signature: sign(null, Buffer.from(message), privateKey).toString('base64') };
+    const file = path.join(env['BULKHEAD_DATA_DIR'] ?? '', 'checkpoint.json');
+    await writeFile(file, `${JSON.stringify(checkpoint, null, 2)}\n`);
+    expect(await verify(['--checkpoint', file])).toMatchObject({ code: 0, report: { valid: true, checkpoint: { matched: true } } });
+
+    // Roll the tail back, head and all, as a restored backup would.
+    const client = new pg.Client({ connectionString: env['DATABASE_URL'] });
+    await client.connect();
+    await client.query('DELETE FROM audit_log WHERE workspace_id = $1 AND seq > 1', [workspace.id]);
+    await client.query('UPDATE audit_chain_heads SET seq = 1, hash = (SELECT hash FROM audit_log WHERE workspace_id = $1 AND seq = 1) WHERE workspace_id = $1', [workspace.id]);
+    await client.end();
+    expect(await verify(['--workspace', workspace.id])).toMatchObject({ code: 0, report: { valid: true } });
+    expect(await verify(['--checkpoint', file])).toMatchObject({ code: 1, report: { valid: false, firstInvalid: { seq: 2, reason: 'checkpoint_mismatch' } } });
+
+    await writeFile(file, JSON.stringify({ ...checkpoint, seq: 1 }));
+    const forged = await verify(['--checkpoint', file]);
+    expect(forged.code).toBe(2);
+    expect(forged.stderr).toContain('checkpoint_invalid');
   }, 120_000);
 });

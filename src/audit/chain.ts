@@ -96,13 +96,29 @@ export type InvalidReason =
   /** sequence numbers skip: entries before this one were removed */
   | 'missing_entries'
   /** the chain ends before its recorded head: entries were removed from the end */
-  | 'truncated';
+  | 'truncated'
+  /**
+   * the chain disagrees with a signed checkpoint: the entry at the checkpoint's seq is missing
+   * (rolled back or truncated past it; `seq` is then the first missing one) or has another hash
+   * (rewritten at or before it; `seq` is the checkpoint's)
+   */
+  | 'checkpoint_mismatch';
+
+/** How the chain compares with the checkpoint a verify was given. */
+export interface CheckpointComparison {
+  readonly seq: number;
+  readonly hash: string;
+  readonly matched: boolean;
+  /** The hash of the entry now at the checkpoint's seq, or null when there is none. */
+  readonly foundHash: string | null;
+}
 
 export interface VerifyResult {
   readonly valid: boolean;
   readonly checked: number;
   readonly firstInvalid: { readonly seq: number; readonly id: string | null; readonly reason: InvalidReason } | null;
   readonly head: { readonly seq: number; readonly hash: string };
+  readonly checkpoint?: CheckpointComparison;
 }
 
 /** Walks a chain in sequence order, a page at a time, remembering only the previous entry. */
@@ -143,4 +159,28 @@ export class ChainVerifier {
     if (!this.invalid && !head && this.seq > 0) this.invalid = { seq: 1, id: null, reason: 'chain_broken' };
     return { valid: this.invalid === null, checked: this.checked, firstInvalid: this.invalid, head: { seq: this.seq, hash: this.prevHash } };
   }
+}
+
+/**
+ * Folds a checkpoint comparison into a chain walk's result. The chain alone cannot see a suffix
+ * removed together with its head, nor a suffix rewritten consistently; the checkpoint can, because
+ * its (seq, hash) was signed while those entries existed. `found` is what the store holds now: the
+ * entry at the checkpoint's seq, and the highest seq below it.
+ */
+export function withCheckpoint(
+  result: VerifyResult,
+  checkpoint: { readonly seq: number; readonly hash: string },
+  found: { readonly entry: { readonly id: string | null; readonly hash: string } | null; readonly highestBelow: number },
+): VerifyResult {
+  const matched = found.entry !== null && found.entry.hash === checkpoint.hash;
+  const comparison: CheckpointComparison = { seq: checkpoint.seq, hash: checkpoint.hash, matched, foundHash: found.entry?.hash ?? null };
+  let firstInvalid = result.firstInvalid;
+  if (!matched) {
+    const divergence = found.entry === null
+      ? { seq: found.highestBelow + 1, id: null, reason: 'checkpoint_mismatch' as const }
+      : { seq: checkpoint.seq, id: found.entry.id, reason: 'checkpoint_mismatch' as const };
+    // The walk's own finding wins at the same or an earlier seq: it says more about what happened.
+    if (firstInvalid === null || divergence.seq < firstInvalid.seq) firstInvalid = divergence;
+  }
+  return { ...result, valid: firstInvalid === null, firstInvalid, checkpoint: comparison };
 }

@@ -6,7 +6,7 @@
 import { newId, type Runtime } from '../ids.js';
 import type { PlatformTx, WorkspaceTx } from '../db/tenant-tx.js';
 import type { Queryable } from '../db/types.js';
-import { type AuditEntry, type AuditRecordInput, ChainVerifier, PLATFORM_CHAIN, entryHash, genesisHash, type VerifyResult } from './chain.js';
+import { type AuditEntry, type AuditRecordInput, ChainVerifier, PLATFORM_CHAIN, entryHash, genesisHash, type VerifyResult, withCheckpoint } from './chain.js';
 
 interface ChainTables {
   readonly log: string;
@@ -115,7 +115,13 @@ async function append(tx: Queryable, t: ChainTables, runtime: Runtime, input: Au
   return entry;
 }
 
-async function verify(tx: Queryable, t: ChainTables, pageSize = 1000): Promise<VerifyResult> {
+/** What a verify compares the chain against besides itself: a checkpoint whose signature was already checked. */
+export interface CheckpointAnchor {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+async function verify(tx: Queryable, t: ChainTables, anchor?: CheckpointAnchor, pageSize = 1000): Promise<VerifyResult> {
   const verifier = new ChainVerifier(t.chain);
   let after = 0;
   for (;;) {
@@ -126,7 +132,20 @@ async function verify(tx: Queryable, t: ChainTables, pageSize = 1000): Promise<V
     after = last.seq;
   }
   const head = (await tx.query<{ seq: number; hash: string }>(`SELECT seq, hash FROM ${t.head} WHERE ${t.where}`, [t.key])).rows[0];
-  return verifier.finish(head && head.seq > 0 ? head : null);
+  const result = verifier.finish(head && head.seq > 0 ? head : null);
+  if (anchor === undefined) return result;
+  // Looked up directly, not taken from the walk: the walk stops at its first finding, and the
+  // checkpoint's answer (is the entry it signed still there, unchanged?) stands on its own.
+  if (anchor.seq === 0) return withCheckpoint(result, anchor, { entry: { id: null, hash: genesisHash(t.chain) }, highestBelow: 0 });
+  const entry = (await tx.query<{ id: string; hash: string }>(`SELECT id, hash FROM ${t.log} WHERE ${t.where} AND seq = $2`, [t.key, anchor.seq])).rows[0] ?? null;
+  const below = (await tx.query<{ seq: number | null }>(`SELECT max(seq) AS seq FROM ${t.log} WHERE ${t.where} AND seq < $2`, [t.key, anchor.seq])).rows[0]?.seq ?? 0;
+  return withCheckpoint(result, anchor, { entry, highestBelow: below });
+}
+
+/** The chain's head as recorded (seq 0 and the genesis hash for a chain never written): what a checkpoint signs. */
+async function head(tx: Queryable, t: ChainTables): Promise<{ chain: string; seq: number; hash: string }> {
+  const row = (await tx.query<{ seq: number; hash: string }>(`SELECT seq, hash FROM ${t.head} WHERE ${t.where}`, [t.key])).rows[0];
+  return row && row.seq > 0 ? { chain: t.chain, seq: row.seq, hash: row.hash } : { chain: t.chain, seq: 0, hash: genesisHash(t.chain) };
 }
 
 async function list(tx: Queryable, t: ChainTables, options: { afterSeq: number; limit: number }): Promise<AuditEntry[]> {
@@ -136,7 +155,8 @@ async function list(tx: Queryable, t: ChainTables, options: { afterSeq: number; 
 
 export const workspaceAudit = {
   append: (tx: WorkspaceTx, runtime: Runtime, input: AuditRecordInput) => append(tx, workspaceChain(tx.workspaceId), runtime, input),
-  verify: (tx: WorkspaceTx) => verify(tx, workspaceChain(tx.workspaceId)),
+  verify: (tx: WorkspaceTx, anchor?: CheckpointAnchor) => verify(tx, workspaceChain(tx.workspaceId), anchor),
+  current: (tx: WorkspaceTx) => head(tx, workspaceChain(tx.workspaceId)),
   list: (tx: WorkspaceTx, options: { afterSeq: number; limit: number }) => list(tx, workspaceChain(tx.workspaceId), options),
   /** The head, recorded in the platform chain when a workspace (and its chain) is deleted. */
   head: async (tx: PlatformTx, workspaceId: string) =>
@@ -145,6 +165,7 @@ export const workspaceAudit = {
 
 export const platformAudit = {
   append: (tx: PlatformTx, runtime: Runtime, input: AuditRecordInput) => append(tx, platformChain, runtime, input),
-  verify: (tx: PlatformTx) => verify(tx, platformChain),
+  verify: (tx: PlatformTx, anchor?: CheckpointAnchor) => verify(tx, platformChain, anchor),
+  current: (tx: PlatformTx) => head(tx, platformChain),
   list: (tx: PlatformTx, options: { afterSeq: number; limit: number }) => list(tx, platformChain, options),
 };

@@ -4,7 +4,8 @@
  */
 import { hostname, userInfo } from 'node:os';
 import { type Core, createCore } from '../app.js';
-import type { VerifyResult } from '../audit/chain.js';
+import { PLATFORM_CHAIN, type VerifyResult } from '../audit/chain.js';
+import { parseCheckpoint } from '../audit/checkpoint.js';
 import type { ActionContext } from '../audit/context.js';
 import { platformAudit, workspaceAudit } from '../audit/store.js';
 import type { Config } from '../config.js';
@@ -63,9 +64,21 @@ export interface ChainReport extends VerifyResult {
   readonly chain: string;
 }
 
-/** Verifies one workspace's chain, or (without one) the platform chain and every workspace's. */
-export const verifyAudit = (config: Config, workspaceId: string | undefined) =>
+/**
+ * Verifies one workspace's chain, or (without one) the platform chain and every workspace's.
+ * With a checkpoint (the text of a file kept outside Bulkhead), the one chain it was signed for.
+ */
+export const verifyAudit = (config: Config, workspaceId: string | undefined, checkpointText?: string) =>
   withCore(config, async (core): Promise<ChainReport[]> => {
+    if (checkpointText !== undefined) {
+      const checkpoint = parseCheckpoint(checkpointText);
+      const chain = workspaceId ?? checkpoint.chain;
+      core.auditCheckpoints.check(checkpoint, chain);
+      const anchor = { seq: checkpoint.seq, hash: checkpoint.hash };
+      if (chain === PLATFORM_CHAIN) return [{ chain, ...(await core.withPlatform((tx) => platformAudit.verify(tx, anchor))) }];
+      await core.tenancy.getWorkspace(chain);
+      return [{ chain, ...(await core.withWorkspace(chain, (tx) => workspaceAudit.verify(tx, anchor))) }];
+    }
     if (workspaceId !== undefined) {
       await core.tenancy.getWorkspace(workspaceId);
       return [{ chain: workspaceId, ...(await core.withWorkspace(workspaceId, (tx) => workspaceAudit.verify(tx))) }];

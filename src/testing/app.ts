@@ -35,6 +35,7 @@ export const testSecrets: Secrets = Object.freeze({
   adminToken: 'bk_admin_test_token_0123456789abcdefghijklmnop',
   apiKeyPepper: 'test-pepper-0123456789abcdefghijklmnopqrstuvwxyz',
   rootKeys: [{ version: 1, key: Buffer.alloc(32, 7) }],
+  auditSigningKeys: [{ version: 1, seed: Buffer.alloc(32, 9) }],
 });
 
 export interface TestApp {
