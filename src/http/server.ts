@@ -23,7 +23,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import addFormatsModule from 'ajv-formats';
-import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyInstance, type HTTPMethods, LogController } from 'fastify';
 import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
 import { type ConnectionPolicy, createConnectionPolicy } from './connections.js';
@@ -58,8 +58,9 @@ function validators(): { body: Ajv; text: Ajv } {
  * GET is (Fastify exposes it); OPTIONS only where a route declares it (the relay): there is no
  * CORS, so an OPTIONS request elsewhere is 405 and its `Allow` says what a preflight would have.
  */
-export function allowedMethods(app: Pick<HttpServer, 'findRoute'>, methods: ReadonlySet<string>, path: string): string[] {
-  return [...methods].filter((method) => app.findRoute({ method: method as 'GET', url: path }) !== null).sort();
+export function allowedMethods(app: Pick<HttpServer, 'findRoute'>, methods: ReadonlySet<HTTPMethods>, path: string): string[] {
+  // Typed as always finding something; it answers null when nothing matches.
+  return [...methods].filter((method) => (app.findRoute({ method, url: path }) as unknown) !== null).sort();
 }
 
 export async function createHttpServer(options: { logger: Logger; bodyLimit: number; trustProxy: ProxyTrust; version: string; connections: ConnectionPolicy }): Promise<HttpServer> {
@@ -88,7 +89,7 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.text).compile(schema));
 
   // Every method some route answers; the 405 check asks the router about each of them.
-  const methods = new Set<string>(['HEAD']);
+  const methods = new Set<HTTPMethods>(['HEAD']);
   app.addHook('onRoute', (route) => {
     if (route.config?.auth === undefined && !route.url.startsWith('/documentation')) {
       throw new Error(`route ${route.method.toString()} ${route.url} declares no auth requirement`);
