@@ -27,6 +27,8 @@ export const errorStatus = {
   // authentication and authorization
   unauthenticated: 401,
   admin_token_invalid: 401,
+  /** The route takes the other kind of credential: `details.expected` names it (`admin_token` | `api_key`), `details.got` what came. */
+  wrong_credential_kind: 401,
   api_key_malformed: 401,
   api_key_checksum_invalid: 401,
   api_key_unknown: 401,
@@ -41,6 +43,7 @@ export const errorStatus = {
   // resources
   not_found: 404,
   route_not_found: 404,
+  /** The path exists but not with this method: the `Allow` header and `details.allowed` list the methods it has. */
   method_not_allowed: 405,
   conflict: 409,
   slug_taken: 409,

@@ -1,19 +1,38 @@
-/** Provider catalog routes (platform admin). The OAuth client secret goes in and never comes out. */
+/**
+ * Provider catalog routes. The platform admin changes the catalog; a workspace key with
+ * `connections:read` may read it (what it can connect to), but not the platform's OAuth app
+ * settings: it sees whether an app is configured, never which. The OAuth client secret goes in
+ * and never comes out, to anyone.
+ */
 import { Type } from 'typebox';
+import type { FastifyRequest } from 'fastify';
 import { adminContext } from '../http/auth.js';
 import { errorResponses } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { ApiKeyPlacement, OAuth2Settings, ProviderDefinition, authTypes } from './provider-schema.js';
-import type { ProviderService } from './providers.js';
+import type { ProviderService, ProviderView as ProviderViewData } from './providers.js';
 
 const ProviderView = Type.Object({
   ...ProviderDefinition.properties,
   source: Type.Union([Type.Literal('catalog'), Type.Literal('custom')]),
-  oauthApp: Type.Union([
-    Type.Object({ clientId: Type.String(), scopes: Type.Array(Type.String()), clientSecretSet: Type.Boolean() }),
-    Type.Null(),
-  ]),
+  oauthConfigured: Type.Boolean({ description: 'The platform has an OAuth app (client id and secret) for this provider, so connections can use the OAuth flow' }),
+  oauthApp: Type.Optional(
+    Type.Union([
+      Type.Object({ clientId: Type.String(), scopes: Type.Array(Type.String()), clientSecretSet: Type.Boolean() }),
+      Type.Null(),
+    ], { description: 'The platform OAuth app settings; with the admin token only' }),
+  ),
 });
+
+/** What the credential may see: the admin token all of it, a workspace key no platform settings. */
+function seenBy(request: FastifyRequest) {
+  return (view: ProviderViewData) => {
+    const oauthConfigured = view.oauthApp?.clientSecretSet === true;
+    if (request.principal === undefined) return { ...view, oauthConfigured };
+    const { oauthApp: _platformOnly, ...shared } = view;
+    return { ...shared, oauthConfigured };
+  };
+}
 
 const CreateProvider = Type.Object(
   {
@@ -49,21 +68,24 @@ const KeyParams = Type.Object({ key: Type.String({ maxLength: 64 }) }, { additio
 
 export function registerProviderRoutes(app: HttpServer, providers: ProviderService): void {
   const admin = { config: { auth: 'admin' as const } };
+  const reader = { config: { auth: { scope: 'connections:read' as const, alsoAdmin: true as const } } };
   const security = [{ adminToken: [] }];
   const tags = ['providers'];
 
-  app.get('/v1/providers', { ...admin, schema: { tags, security, response: { 200: Type.Object({ data: Type.Array(ProviderView), nextCursor: Type.Null() }), ...errorResponses } } }, async () => ({
-    data: await providers.list(),
+  app.get('/v1/providers', { ...reader, schema: { tags, security: [{ adminToken: [] }, { apiKey: [] }], response: { 200: Type.Object({ data: Type.Array(ProviderView), nextCursor: Type.Null() }), ...errorResponses } } }, async (request) => ({
+    data: (await providers.list()).map(seenBy(request)),
     nextCursor: null,
   }));
 
-  app.get('/v1/providers/:key', { ...admin, schema: { tags, security, params: KeyParams, response: { 200: ProviderView, ...errorResponses } } }, (request) => providers.view(request.params.key));
+  app.get('/v1/providers/:key', { ...reader, schema: { tags, security: [{ adminToken: [] }, { apiKey: [] }], params: KeyParams, response: { 200: ProviderView, ...errorResponses } } }, async (request) =>
+    seenBy(request)(await providers.view(request.params.key)),
+  );
 
   app.post('/v1/providers', { ...admin, schema: { tags, security, body: CreateProvider, response: { 201: ProviderView, ...errorResponses } } }, async (request, reply) => {
-    return reply.status(201).send(await providers.create(adminContext(request), request.body));
+    return reply.status(201).send(seenBy(request)(await providers.create(adminContext(request), request.body)));
   });
 
   app.put('/v1/providers/:key/oauth-app', { ...admin, schema: { tags, security, params: KeyParams, body: OAuthApp, response: { 200: ProviderView, ...errorResponses } } }, (request) =>
-    providers.configureOAuthApp(adminContext(request), request.params.key, request.body),
+    providers.configureOAuthApp(adminContext(request), request.params.key, request.body).then(seenBy(request)),
   );
 }

@@ -17,7 +17,13 @@ export interface DeliveryView {
   /** The execution that produced this delivery (a rule's transform, an instance's deliver step). */
   readonly executionId: string | null;
   readonly status: DeliveryStatus;
-  readonly attemptCount: number;
+  /**
+   * Attempts in the current round: the retry schedule counts these. A manual retry or a recover
+   * starts a new round at 0.
+   */
+  readonly attemptsThisRound: number;
+  /** Attempts in all rounds: the number of entries in the delivery's attempt history. */
+  readonly attemptsTotal: number;
   readonly nextAttemptAt: string | null;
   readonly lastStatus: number | null;
   readonly lastError: string | null;
@@ -34,6 +40,7 @@ interface Row {
   execution_id: string | null;
   status: DeliveryStatus;
   attempt_count: number;
+  attempts_total: number;
   next_attempt_at: Date;
   last_status: number | null;
   last_error: string | null;
@@ -42,7 +49,11 @@ interface Row {
   updated_at: Date;
 }
 
-const COLUMNS = 'id, event_id, destination_id, rule_id, execution_id, status, attempt_count, next_attempt_at, last_status, last_error, ordering_key, created_at, updated_at';
+// Attempts on record are numbered 1, 2, … across rounds, so the highest is the total (one probe of
+// the (workspace_id, delivery_id, attempt) unique index per row).
+const COLUMNS = `id, event_id, destination_id, rule_id, execution_id, status, attempt_count,
+  (SELECT COALESCE(max(a.attempt), 0) FROM delivery_attempts a WHERE a.workspace_id = deliveries.workspace_id AND a.delivery_id = deliveries.id)::int AS attempts_total,
+  next_attempt_at, last_status, last_error, ordering_key, created_at, updated_at`;
 const view = (r: Row): DeliveryView => ({
   id: r.id,
   eventId: r.event_id,
@@ -50,7 +61,8 @@ const view = (r: Row): DeliveryView => ({
   ruleId: r.rule_id,
   executionId: r.execution_id,
   status: r.status,
-  attemptCount: r.attempt_count,
+  attemptsThisRound: r.attempt_count,
+  attemptsTotal: r.attempts_total,
   nextAttemptAt: r.status === 'pending' || r.status === 'retrying' ? r.next_attempt_at.toISOString() : null,
   lastStatus: r.last_status,
   lastError: r.last_error,

@@ -27,7 +27,7 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
     }
     const emit = async (key: string, payload: unknown = { amount: 1 }) => (await call(key, 'POST', '/v1/events', { type: 'invoice.paid', payload })).json<{ id: string }>().id;
     const deliveriesOf = async (key: string, eventId: string) =>
-      (await call(key, 'GET', `/v1/deliveries?eventId=${eventId}`)).json<{ data: { id: string; status: string; attemptCount: number; lastStatus: number | null; lastError: string | null }[] }>().data;
+      (await call(key, 'GET', `/v1/deliveries?eventId=${eventId}`)).json<{ data: { id: string; status: string; attemptsThisRound: number; attemptsTotal: number; lastStatus: number | null; lastError: string | null }[] }>().data;
     /** Runs the engine until nothing is due, advancing the clock past each retry. */
     async function drain(rounds = 10) {
       for (let i = 0; i < rounds; i++) {
@@ -41,7 +41,7 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       const eventId = await emit(key, { amount: 42, note: 'ü' });
       expect(await t.app.engine.runOnce()).toBeGreaterThanOrEqual(1);
       const [delivery] = await deliveriesOf(key, eventId);
-      expect(delivery).toMatchObject({ status: 'delivered', attemptCount: 1, lastStatus: 200 });
+      expect(delivery).toMatchObject({ status: 'delivered', attemptsThisRound: 1, lastStatus: 200 });
       const got = receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`));
       expect(got).toHaveLength(1);
       const headers = got[0]?.headers ?? {};
@@ -55,12 +55,12 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       const { key, workspaceId } = await route('fail');
       const eventId = await emit(key);
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'retrying', attemptCount: 1, lastStatus: 500 });
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'retrying', attemptsThisRound: 1, lastStatus: 500 });
       await t.app.engine.runOnce(); // not due yet: nothing happens
-      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ attemptCount: 1 });
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ attemptsThisRound: 1 });
       await drain();
       const [delivery] = await deliveriesOf(key, eventId);
-      expect(delivery).toMatchObject({ status: 'failed', attemptCount: 4 });
+      expect(delivery).toMatchObject({ status: 'failed', attemptsThisRound: 4, attemptsTotal: 4 });
       const got = receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`));
       expect(got).toHaveLength(4);
       expect(new Set(got.map((r) => r.headers['webhook-id']))).toEqual(new Set([delivery?.id]));
@@ -75,11 +75,16 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       // A manual retry re-queues it (same webhook-id); recover re-queues a window of failures.
       const retried = await call(key, 'POST', `/v1/deliveries/${delivery?.id ?? ''}/retry`);
       expect(retried.statusCode).toBe(202);
-      expect(retried.json()).toMatchObject({ status: 'pending', attemptCount: 0 });
+      expect(retried.json()).toMatchObject({ status: 'pending', attemptsThisRound: 0, attemptsTotal: 4 });
       expect((await call(key, 'POST', `/v1/deliveries/${delivery?.id ?? ''}/retry`)).statusCode).toBe(409);
       await t.app.engine.runOnce();
       expect(receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`)).at(-1)?.headers['webhook-id']).toBe(delivery?.id);
       await drain();
+      // The second round failed its 4 attempts too: this round's count starts again, the total does not.
+      const afterRetry = (await call(key, 'GET', `/v1/deliveries/${delivery?.id ?? ''}`)).json<{ status: string; attemptsThisRound: number; attemptsTotal: number; attempts: { attempt: number }[] }>();
+      expect(afterRetry).toMatchObject({ status: 'failed', attemptsThisRound: 4, attemptsTotal: 8 });
+      expect(afterRetry.attempts.map((a) => a.attempt)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ attemptsThisRound: 4, attemptsTotal: 8 });
       const destinationId = (await call(key, 'GET', '/v1/destinations')).json<{ data: { id: string }[] }>().data[0]?.id ?? '';
       expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'failed' });
       const recovered = await call(key, 'POST', `/v1/destinations/${destinationId}/recover`, { since: new Date(0).toISOString() });
@@ -93,13 +98,13 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
         const eventId = await emit(key);
         await t.app.engine.runOnce();
         const [delivery] = await deliveriesOf(key, eventId);
-        expect(delivery, path).toMatchObject({ status: 'retrying', attemptCount: 1, lastError: error });
+        expect(delivery, path).toMatchObject({ status: 'retrying', attemptsThisRound: 1, lastError: error });
         if (path === 'redirect') expect(delivery?.lastStatus).toBe(302);
       }
       const { key, destination } = await route('gone');
       const eventId = await emit(key);
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'failed', attemptCount: 1, lastStatus: 410 });
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'failed', attemptsThisRound: 1, lastStatus: 410 });
       expect((await call(key, 'GET', `/v1/destinations/${destination.id}`)).json()).toMatchObject({ enabled: false, disabledReason: expect.stringContaining('410') as string });
       const types = (await call(key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
       expect(types).toEqual(expect.arrayContaining(['bulkhead.destination.disabled', 'bulkhead.delivery.exhausted']));
@@ -113,7 +118,7 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       await t.app.engine.runOnce();
       t.clock.advance(5 * 86_400_000 + 1000); // past BULKHEAD_DESTINATION_DISABLE_AFTER_MS (5 days)
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(failing.key, eventId))[0]).toMatchObject({ attemptCount: 2 });
+      expect((await deliveriesOf(failing.key, eventId))[0]).toMatchObject({ attemptsThisRound: 2 });
       expect((await call(failing.key, 'GET', `/v1/destinations/${failing.destination.id}`)).json()).toMatchObject({ enabled: false, disabledReason: 'failing continuously' });
       const types = (await call(failing.key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
       expect(types).toEqual(expect.arrayContaining(['bulkhead.delivery.failing', 'bulkhead.destination.disabled']));
@@ -125,7 +130,7 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       await t.request({ method: 'PATCH', url: `/v1/destinations/${flaky.destination.id}`, token: flaky.key, json: { url: `${receiver.url}/${flaky.workspaceId}/ok` } });
       t.clock.advance(1500);
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(flaky.key, second))[0]).toMatchObject({ status: 'delivered', attemptCount: 2 });
+      expect((await deliveriesOf(flaky.key, second))[0]).toMatchObject({ status: 'delivered', attemptsThisRound: 2 });
       const after = (await call(flaky.key, 'GET', '/v1/operational-events')).json<{ data: { type: string }[] }>().data.map((e) => e.type);
       expect(after).toEqual(expect.arrayContaining(['bulkhead.delivery.failing', 'bulkhead.destination.recovered']));
     });
@@ -162,19 +167,19 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       const second = (await call(w.key, 'POST', '/v1/events', { type: 'order.updated', resourceId: 'ord_1', payload: { v: 2 } })).json<{ id: string }>().id;
       const other = (await call(w.key, 'POST', '/v1/events', { type: 'order.updated', resourceId: 'ord_2', payload: { v: 1 } })).json<{ id: string }>().id;
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'retrying', attemptCount: 1 });
-      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ status: 'pending', attemptCount: 0 });
-      expect((await deliveriesOf(w.key, other))[0]).toMatchObject({ attemptCount: 1 });
+      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'retrying', attemptsThisRound: 1 });
+      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ status: 'pending', attemptsThisRound: 0 });
+      expect((await deliveriesOf(w.key, other))[0]).toMatchObject({ attemptsThisRound: 1 });
       // The second waits until the first is finished (here: failed after its last attempt).
       for (let i = 0; i < 3; i++) {
         t.clock.advance(1500);
         await t.app.engine.runOnce();
-        expect((await deliveriesOf(w.key, second))[0]?.attemptCount).toBe(0);
+        expect((await deliveriesOf(w.key, second))[0]?.attemptsThisRound).toBe(0);
       }
-      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'failed', attemptCount: 4 });
+      expect((await deliveriesOf(w.key, first))[0]).toMatchObject({ status: 'failed', attemptsThisRound: 4 });
       t.clock.advance(1500);
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ attemptCount: 1 });
+      expect((await deliveriesOf(w.key, second))[0]).toMatchObject({ attemptsThisRound: 1 });
       const bodies = receiver.received.filter((r) => r.path.startsWith(`/${w.workspaceId}/`)).map((r) => (JSON.parse(r.body) as { data: { v: number } }).data.v);
       expect(bodies.lastIndexOf(1)).toBeLessThan(bodies.indexOf(2));
     });
@@ -188,7 +193,7 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'delivering' });
       t.clock.advance(61_000);
       await t.app.engine.runOnce();
-      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'delivered', attemptCount: 1 });
+      expect((await deliveriesOf(key, eventId))[0]).toMatchObject({ status: 'delivered', attemptsThisRound: 1 });
     });
   });
 });

@@ -33,6 +33,10 @@ export type EgressErrorDetails = Readonly<{
   host?: string;
   /** The response size cap that was exceeded, in bytes. */
   limit?: number;
+  /** The setting that lifts this refusal, when one does (`BULKHEAD_EGRESS_ALLOW_CIDRS`). */
+  setting?: string;
+  /** What to do about it, in words (local development only: production keeps the refusal). */
+  hint?: string;
 }>;
 
 export class EgressError extends BulkheadError {
@@ -48,5 +52,28 @@ export class EgressError extends BulkheadError {
 
 export const blocked = (reason: BlockReason, message: string, details: Omit<EgressErrorDetails, 'reason'> = {}, cause?: unknown): EgressError =>
   new EgressError('egress_blocked', message, { cause, details: { reason, ...details } });
+
+/** The setting whose ranges an address refusal can be lifted for (src/config.ts `egressAllowCidrs`). */
+export const ALLOW_SETTING = 'BULKHEAD_EGRESS_ALLOW_CIDRS';
+
+/**
+ * A refused address, with the setting that allows its range. `subject` is the caller's own text:
+ * an IP literal (named, with the exact range to add) or a host name (the range is named, never
+ * the address it resolved to). An unparseable answer (`invalid`) is no range anything can allow.
+ */
+export function addressBlocked(range: string, subject: { address: string } | { host: string }): EgressError {
+  if ('address' in subject) {
+    const cidr = `${subject.address}/${subject.address.includes(':') ? '128' : '32'}`;
+    const hint = `for local development, allow it with ${ALLOW_SETTING} (e.g. ${cidr})`;
+    return blocked('address', `${subject.address} is a ${range} address; ${hint}`, { range, address: subject.address, setting: ALLOW_SETTING, hint: `set ${ALLOW_SETTING}=${cidr} (local development only)` });
+  }
+  if (range === 'invalid') return blocked('address', `${subject.host} resolves to an invalid address`, { host: subject.host, range });
+  return blocked('address', `${subject.host} resolves to a ${range} address; for local development, allow its range with ${ALLOW_SETTING}`, {
+    host: subject.host,
+    range,
+    setting: ALLOW_SETTING,
+    hint: `add the ${range} range ${subject.host} resolves to to ${ALLOW_SETTING} (local development only)`,
+  });
+}
 
 export const isEgressError = (error: unknown): error is EgressError => error instanceof EgressError;

@@ -12,7 +12,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupFunction } from 'node:net';
 import { type AllowList, classifyAddress } from './address-policy.js';
-import { blocked, type EgressError } from './errors.js';
+import { addressBlocked, blocked, type EgressError } from './errors.js';
 
 export interface ResolvedAddress {
   readonly address: string;
@@ -41,7 +41,7 @@ export async function resolveJudged(hostname: string, resolve: Resolver, allow: 
   if (answers.length === 0) throw blocked('resolution_failed', `${hostname} did not resolve`, { host: hostname });
   return answers.map((answer) => {
     const verdict = classifyAddress(answer.address, allow);
-    if (!verdict.allowed) throw blocked('address', `${hostname} resolves to a ${verdict.range} address`, { host: hostname, range: verdict.range });
+    if (!verdict.allowed) throw addressBlocked(verdict.range, { host: hostname });
     return { address: verdict.address, family: verdict.family };
   });
 }

@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { type AllowList, classifyAddress } from './address-policy.js';
-import { blocked } from './errors.js';
+import { addressBlocked, blocked } from './errors.js';
 
 export interface TargetPolicy {
   readonly httpsOnly: boolean;
@@ -35,7 +35,7 @@ export function checkTarget(raw: string | URL, policy: TargetPolicy, base?: URL)
   const host = hostOf(url);
   if (isIP(host) !== 0) {
     const verdict = classifyAddress(host, policy.allow);
-    if (!verdict.allowed) throw blocked('address', `${verdict.address} is a ${verdict.range} address`, { range: verdict.range, address: verdict.address });
+    if (!verdict.allowed) throw addressBlocked(verdict.range, { address: verdict.address });
   }
   return url;
 }

@@ -89,9 +89,9 @@ describe.each(backends)('events, destinations and rules on $name', (backend) => 
       expect(event.payload).toEqual({ amount: 5000 });
       expect(event.deliveries.map((d) => d.destinationId).sort()).toEqual([destinationId, second].sort());
       expect(event.deliveries.every((d) => d.status === 'pending')).toBe(true);
-      const listed = (await call(key, 'GET', `/v1/deliveries?eventId=${id}&status=pending`)).json<{ data: { eventId: string; attemptCount: number }[] }>().data;
+      const listed = (await call(key, 'GET', `/v1/deliveries?eventId=${id}&status=pending`)).json<{ data: { eventId: string; attemptsThisRound: number }[] }>().data;
       expect(listed).toHaveLength(2);
-      expect(listed[0]).toMatchObject({ eventId: id, attemptCount: 0 });
+      expect(listed[0]).toMatchObject({ eventId: id, attemptsThisRound: 0 });
       expect((await call(key, 'GET', '/v1/events?type=invoice.paid')).json<{ data: unknown[] }>().data).toHaveLength(1);
       const { rows } = await t.database.db.owner.query<{ payload: Uint8Array }>('SELECT payload FROM events WHERE id = $1', [id]);
       expect(Buffer.from(rows[0]?.payload ?? []).toString('latin1')).not.toContain('5000');

@@ -5,6 +5,12 @@
  *
  * All of it runs in `onRequest`, before the body is read: an unauthenticated client cannot make
  * us parse its payload.
+ *
+ * A route takes one kind of credential (the platform admin token, or a workspace API key) or, for
+ * reads the platform and workspaces share (the provider catalog), either. A credential of the
+ * other kind is told so (`401 wrong_credential_kind`, with the kind the route takes) instead of
+ * being judged as a bad credential of the route's kind: "the admin token is not valid" sends a
+ * client holding a perfectly good API key looking in the wrong place.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -12,10 +18,17 @@ import type { ActionContext } from '../audit/context.js';
 import { BulkheadError } from '../errors.js';
 import type { KeyAuthenticator, Principal } from '../identity/authenticate.js';
 import type { LastUsedRecorder } from '../identity/last-used.js';
+import { hasApiKeyPrefix } from '../identity/api-key-format.js';
 import { hasScope, type Scope } from '../identity/scopes.js';
 import type { AuthFailureLimiter, RateLimiter, RateLimitState } from '../limits/rate-limit.js';
 
-export type AuthRequirement = 'public' | 'admin' | { readonly scope: Scope };
+/**
+ * `admin`: the admin token only. `{ scope }`: an API key holding the scope. `{ scope, alsoAdmin }`:
+ * either; the handler sees `request.principal` undefined for the admin token.
+ */
+export type AuthRequirement = 'public' | 'admin' | { readonly scope: Scope; readonly alsoAdmin?: true };
+
+export type CredentialKind = 'admin_token' | 'api_key';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -44,6 +57,14 @@ function bearer(request: FastifyRequest): string {
   return match[1];
 }
 
+const WRONG_KIND: Record<CredentialKind, string> = {
+  admin_token: 'this route takes the platform admin token, not a workspace API key',
+  api_key: 'this route takes a workspace API key (bk_live_… / bk_test_…), not the platform admin token',
+};
+
+const wrongKind = (expected: CredentialKind, got: CredentialKind): BulkheadError =>
+  new BulkheadError('wrong_credential_kind', WRONG_KIND[expected], { details: { expected, got } });
+
 function setRateHeaders(reply: FastifyReply, state: RateLimitState): void {
   reply.header('RateLimit-Limit', state.limit);
   reply.header('RateLimit-Remaining', state.remaining);
@@ -54,11 +75,21 @@ export function createAuthHook(deps: AuthDeps) {
   // Compare digests, so the comparison takes the same time whatever the presented length.
   const adminDigest = digest(deps.adminToken);
 
+  /** The admin token, anything in the API key format, or neither (judged as the route's kind). */
+  const kindOf = (token: string): CredentialKind | undefined =>
+    timingSafeEqual(digest(token), adminDigest) ? 'admin_token' : hasApiKeyPrefix(token) ? 'api_key' : undefined;
+
   async function identify(request: FastifyRequest, requirement: Exclude<AuthRequirement, 'public'>): Promise<Principal | undefined> {
     const token = bearer(request);
+    const kind = kindOf(token);
+    const takesAdmin = requirement === 'admin' || requirement.alsoAdmin === true;
+    if (kind === 'admin_token') {
+      if (takesAdmin) return undefined;
+      throw wrongKind('api_key', kind);
+    }
     if (requirement === 'admin') {
-      if (!timingSafeEqual(digest(token), adminDigest)) throw new BulkheadError('admin_token_invalid', 'the admin token is not valid');
-      return undefined;
+      if (kind === 'api_key') throw wrongKind('admin_token', kind);
+      throw new BulkheadError('admin_token_invalid', 'the admin token is not valid');
     }
     return deps.authenticator.authenticate(token, request.ip);
   }
@@ -84,6 +115,7 @@ export function createAuthHook(deps: AuthDeps) {
       }
       throw error;
     }
+    // The admin token, on a route that takes it.
     if (requirement === 'admin' || principal === undefined) return;
 
     if (!hasScope(principal.scopes, requirement.scope)) {

@@ -182,7 +182,7 @@ describe.each(backends)('bad input at the edge on $name', (backend) => {
         ['invalid JSON (FST_ERR_CTP_INVALID_JSON_BODY)', { method: 'POST', url: '/v1/tenants', headers: { ...admin, 'content-type': 'application/json' }, payload: '{"name":' }, 400],
         ['body over the limit (FST_ERR_CTP_BODY_TOO_LARGE)', { method: 'POST', url: '/v1/tenants', headers: { ...admin, 'content-type': 'application/json' }, payload: JSON.stringify({ name: 'x'.repeat(70_000) }) }, 413],
         ['an unknown route (404 handler)', { method: 'GET', url: '/v1/nowhere', headers: admin }, 404],
-        ['an unknown method on a known path', { method: 'PUT', url: '/v1/tenants', headers: admin }, 404],
+        ['an unknown method on a known path', { method: 'PUT', url: '/v1/tenants', headers: admin }, 405],
         ['a Content-Encoding the server does not decode', { method: 'POST', url: '/v1/tenants', headers: { ...admin, 'content-type': 'application/json', 'content-encoding': 'deflate' }, payload: '{}' }, 415],
         ['schema validation (FST_ERR_VALIDATION)', { method: 'POST', url: '/v1/tenants', headers: { ...admin, 'content-type': 'application/json' }, payload: '{}' }, 400],
       ];

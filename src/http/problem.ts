@@ -5,7 +5,9 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { unavailableAsBulkhead } from '../db/errors.js';
+import type { ErrorObject } from 'ajv';
 import { BulkheadError, type ErrorCode, errorStatus } from '../errors.js';
+import { describeValidation, locationOf, summarise } from './validation.js';
 
 export interface Problem {
   type: string;
@@ -63,10 +65,11 @@ export function problemFor(thrown: unknown, requestId: string): { problem: Probl
     if (error.status < 500) return { problem };
     return OPERATIONAL.has(error.code) ? { problem, cause: error, level: 'warn' } : { problem, cause: error };
   }
-  const fastifyError = error as Partial<FastifyError> & { validation?: { instancePath?: string; message?: string; params?: unknown }[] };
+  const fastifyError = error as Partial<FastifyError> & { validation?: ErrorObject[] };
   if (Array.isArray(fastifyError.validation)) {
-    const errors = fastifyError.validation.map((v) => ({ path: v.instancePath || '/', message: v.message ?? 'invalid', params: v.params }));
-    return { problem: make('validation_failed', `${fastifyError.validationContext ?? 'request'} ${errors[0]?.path ?? ''} ${errors[0]?.message ?? ''}`.trim(), { errors }) };
+    // One entry per mistake, said in words at its JSON pointer (validation.ts); detail is the first.
+    const errors = describeValidation(fastifyError.validation, locationOf(fastifyError.validationContext));
+    return { problem: make('validation_failed', summarise(errors), { errors }) };
   }
   const mapped = fastifyError.code ? fastifyCodes[fastifyError.code] : undefined;
   if (mapped) return { problem: make(mapped, fastifyError.message ?? mapped) };

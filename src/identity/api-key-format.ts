@@ -35,6 +35,9 @@ export function formatApiKey(mode: KeyMode, random: Buffer): string {
   return head + checksum(head);
 }
 
+/** Whether a presented token is meant as an API key (its prefix), valid or not. */
+export const hasApiKeyPrefix = (token: string): boolean => token.startsWith('bk_live_') || token.startsWith('bk_test_');
+
 /** Checks shape and checksum; throws `api_key_malformed` or `api_key_checksum_invalid`. */
 export function checkApiKey(key: string): { mode: KeyMode; displayPrefix: string } {
   const match = FORMAT.exec(key);

@@ -234,9 +234,9 @@ describe.each(backends)('API keys on $name', (backend) => {
     it('the admin token is refused on workspace routes and a workspace key on admin routes', async () => {
       const { key } = await t.workspaceWithKey(['*']);
       const admin = await t.admin('GET', '/v1/api-keys');
-      expect(admin.statusCode).toBe(401);
+      expect([admin.statusCode, admin.json<{ code: string; expected: string }>()]).toEqual([401, expect.objectContaining({ code: 'wrong_credential_kind', expected: 'api_key' })]);
       const asKey = await get(key, '/v1/tenants');
-      expect([asKey.statusCode, asKey.json<{ code: string }>().code]).toEqual([401, 'admin_token_invalid']);
+      expect([asKey.statusCode, asKey.json<{ code: string }>().code]).toEqual([401, 'wrong_credential_kind']);
     });
 
     it('writes lastUsedAt in batches rather than on every request', async () => {

@@ -14,7 +14,8 @@ import { type ApiKeyService, MAX_GRACE_SECONDS } from './api-keys.js';
 import type { KeyAuthenticator } from './authenticate.js';
 import { allScopes } from './scopes.js';
 
-const ScopeSchema = Type.Union(allScopes.map((s) => Type.Literal(s)));
+// The title names the thing in validation problems: `unknown scope "x"; allowed: …`.
+const ScopeSchema = Type.Union(allScopes.map((s) => Type.Literal(s)), { title: 'scope' });
 
 const ApiKey = Type.Object({
   id: Id('apiKey'),

@@ -203,12 +203,12 @@ describe.each(backends)('integration templates on $name', (backend) => {
       expect(summary).toMatchObject({ latestVersion: '1.2.0', description: 'second' });
       expect(summary.versions.map((v) => v.version)).toEqual(['1.0.0', '1.2.0']);
 
-      // No route changes or removes a version.
+      // No route changes or removes a version: the path has GET only.
       for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {
         const response = await api.admin(method, `/v1/integrations/${id}/versions/1.2.0`, method === 'DELETE' ? undefined : changed);
-        expect(response.statusCode).toBe(404);
+        expect([response.statusCode, response.headers.allow]).toEqual([405, 'GET, HEAD']);
       }
-      expect((await api.admin('DELETE', `/v1/integrations/${id}`)).statusCode).toBe(404);
+      expect((await api.admin('DELETE', `/v1/integrations/${id}`)).statusCode).toBe(405);
       expectProblem(await api.admin('GET', `/v1/integrations/${id}/versions/9.9.9`), 404, 'not_found');
       expectProblem(await api.admin('GET', '/v1/integrations/itg_00000000000000000000000000'), 404, 'not_found');
       expectProblem(await api.admin('POST', '/v1/integrations/itg_00000000000000000000000000/versions', template(name, '3.0.0')), 404, 'not_found');
@@ -219,9 +219,9 @@ describe.each(backends)('integration templates on $name', (backend) => {
       const { id } = (await api.admin('POST', '/v1/integrations', template(name, '1.0.0'))).json<{ id: string }>();
       const { key } = await t.workspaceWithKey(['integrations:read']);
 
-      expectProblem(await api.call(key, 'POST', '/v1/integrations', template(uniqueName('by-key'), '1.0.0')), 401, 'admin_token_invalid');
-      expectProblem(await api.call(key, 'GET', '/v1/integrations'), 401, 'admin_token_invalid');
-      expectProblem(await api.call(key, 'POST', `/v1/integrations/${id}/versions`, template(name, '2.0.0')), 401, 'admin_token_invalid');
+      expectProblem(await api.call(key, 'POST', '/v1/integrations', template(uniqueName('by-key'), '1.0.0')), 401, 'wrong_credential_kind');
+      expectProblem(await api.call(key, 'GET', '/v1/integrations'), 401, 'wrong_credential_kind');
+      expectProblem(await api.call(key, 'POST', `/v1/integrations/${id}/versions`, template(name, '2.0.0')), 401, 'wrong_credential_kind');
 
       const list = await api.call(key, 'GET', '/v1/integration-catalog?limit=200');
       expect(list.statusCode, list.body).toBe(200);
