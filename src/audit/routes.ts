@@ -2,13 +2,13 @@
 import { Type } from 'typebox';
 import type { WithPlatform, WithWorkspace } from '../db/tenant-tx.js';
 import { principalOf } from '../http/auth.js';
-import { errorResponses, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { named, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import type { AuditEntry } from './chain.js';
 import { platformAudit, workspaceAudit } from './store.js';
 
-const Entry = Type.Object({
+const Entry = named('AuditEntry', Type.Object({
   id: Type.String(),
   seq: Type.Integer(),
   occurredAt: Timestamp,
@@ -21,9 +21,9 @@ const Entry = Type.Object({
   details: Type.Record(Type.String(), Type.Unknown()),
   prevHash: Type.String(),
   hash: Type.String(),
-});
+}));
 
-const Verify = Type.Object({
+const Verify = named('AuditVerification', Type.Object({
   valid: Type.Boolean(),
   checked: Type.Integer(),
   firstInvalid: Type.Union([
@@ -31,7 +31,7 @@ const Verify = Type.Object({
     Type.Null(),
   ]),
   head: Type.Object({ seq: Type.Integer(), hash: Type.String() }),
-});
+}));
 
 const entryView = (e: AuditEntry) => ({
   id: e.id,
@@ -52,22 +52,22 @@ const SEQ = /^\d{1,15}$/;
 
 export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform }): void {
   const read = { auth: { scope: 'audit:read' as const } };
-  app.get('/v1/audit-log', { config: read, schema: { tags: ['audit'], security: [{ apiKey: [] }], querystring: PageQuery, response: { 200: Page(Entry), ...errorResponses } } }, async (request) => {
+  app.get('/v1/audit-log', { config: read, schema: { operationId: 'listAuditLog', summary: 'List the workspace\'s audit log', description: 'Lists the workspace\'s audit entries in chain order (`seq` ascending), each with the hash that links it to the one before.', tags: ['audit'], querystring: PageQuery, response: { 200: Page(Entry) } } }, async (request) => {
     const afterSeq = Number(decodeCursor(request.query.cursor, SEQ) ?? 0);
     const entries = await deps.withWorkspace(principalOf(request).workspaceId, (tx) => workspaceAudit.list(tx, { afterSeq, limit: request.query.limit + 1 }));
     return toPage(entries, request.query.limit, (e) => e.seq, entryView);
   });
-  app.get('/v1/audit-log/verify', { config: read, schema: { tags: ['audit'], security: [{ apiKey: [] }], response: { 200: Verify, ...errorResponses } } }, async (request) =>
+  app.get('/v1/audit-log/verify', { config: read, schema: { operationId: 'verifyAuditLog', summary: 'Verify the workspace\'s audit chain', description: 'Recomputes the workspace\'s hash chain from the first entry and reports the first entry that does not match, with the head it reached.', tags: ['audit'], response: { 200: Verify } } }, async (request) =>
     deps.withWorkspace(principalOf(request).workspaceId, (tx) => workspaceAudit.verify(tx)),
   );
 
   const admin = { auth: 'admin' as const };
-  app.get('/v1/platform/audit-log', { config: admin, schema: { tags: ['platform'], security: [{ adminToken: [] }], querystring: PageQuery, response: { 200: Page(Entry), ...errorResponses } } }, async (request) => {
+  app.get('/v1/platform/audit-log', { config: admin, schema: { operationId: 'listPlatformAuditLog', summary: 'List the platform audit log', description: 'Lists the platform\'s audit entries (tenants, workspaces, providers, integrations, keys minted by the admin) in chain order.', tags: ['audit'], querystring: PageQuery, response: { 200: Page(Entry) } } }, async (request) => {
     const afterSeq = Number(decodeCursor(request.query.cursor, SEQ) ?? 0);
     const entries = await deps.withPlatform((tx) => platformAudit.list(tx, { afterSeq, limit: request.query.limit + 1 }));
     return toPage(entries, request.query.limit, (e) => e.seq, entryView);
   });
-  app.get('/v1/platform/audit-log/verify', { config: admin, schema: { tags: ['platform'], security: [{ adminToken: [] }], response: { 200: Verify, ...errorResponses } } }, async () =>
+  app.get('/v1/platform/audit-log/verify', { config: admin, schema: { operationId: 'verifyPlatformAuditLog', summary: 'Verify the platform audit chain', description: 'Recomputes the platform\'s hash chain and reports the first entry that does not match, with the head it reached.', tags: ['audit'], response: { 200: Verify } } }, async () =>
     deps.withPlatform((tx) => platformAudit.verify(tx)),
   );
 }

@@ -1,19 +1,19 @@
 /** Provider catalog routes (platform admin). The OAuth client secret goes in and never comes out. */
 import { Type } from 'typebox';
 import { adminContext } from '../http/auth.js';
-import { errorResponses } from '../http/schemas.js';
+import { named } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { ApiKeyPlacement, OAuth2Settings, ProviderDefinition, authTypes } from './provider-schema.js';
 import type { ProviderService } from './providers.js';
 
-const ProviderView = Type.Object({
+const ProviderView = named('Provider', Type.Object({
   ...ProviderDefinition.properties,
   source: Type.Union([Type.Literal('catalog'), Type.Literal('custom')]),
   oauthApp: Type.Union([
     Type.Object({ clientId: Type.String(), scopes: Type.Array(Type.String()), clientSecretSet: Type.Boolean() }),
     Type.Null(),
   ]),
-});
+}));
 
 const CreateProvider = Type.Object(
   {
@@ -49,21 +49,19 @@ const KeyParams = Type.Object({ key: Type.String({ maxLength: 64 }) }, { additio
 
 export function registerProviderRoutes(app: HttpServer, providers: ProviderService): void {
   const admin = { config: { auth: 'admin' as const } };
-  const security = [{ adminToken: [] }];
-  const tags = ['providers'];
 
-  app.get('/v1/providers', { ...admin, schema: { tags, security, response: { 200: Type.Object({ data: Type.Array(ProviderView), nextCursor: Type.Null() }), ...errorResponses } } }, async () => ({
+  app.get('/v1/providers', { ...admin, schema: { operationId: 'listProviders', summary: 'List providers', description: 'Lists the catalog\'s providers and the custom ones, each with whether an OAuth app is configured (the client secret is never returned).', tags: ['providers'], response: { 200: Type.Object({ data: Type.Array(ProviderView), nextCursor: Type.Null() }) } } }, async () => ({
     data: await providers.list(),
     nextCursor: null,
   }));
 
-  app.get('/v1/providers/:key', { ...admin, schema: { tags, security, params: KeyParams, response: { 200: ProviderView, ...errorResponses } } }, (request) => providers.view(request.params.key));
+  app.get('/v1/providers/:key', { ...admin, schema: { operationId: 'getProvider', summary: 'Read a provider', description: 'Returns one provider by key, with its OAuth app settings minus the client secret.', tags: ['providers'], params: KeyParams, response: { 200: ProviderView } } }, (request) => providers.view(request.params.key));
 
-  app.post('/v1/providers', { ...admin, schema: { tags, security, body: CreateProvider, response: { 201: ProviderView, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/providers', { ...admin, schema: { operationId: 'createProvider', summary: 'Register a custom provider', description: 'Adds a provider outside the built-in catalog. An OAuth client secret sent here is sealed with the platform key and never returned.', tags: ['providers'], errors: ['provider_key_taken', 'provider_invalid', 'ciphertext_invalid', 'key_version_retired', 'root_key_missing'], body: CreateProvider, response: { 201: ProviderView } } }, async (request, reply) => {
     return reply.status(201).send(await providers.create(adminContext(request), request.body));
   });
 
-  app.put('/v1/providers/:key/oauth-app', { ...admin, schema: { tags, security, params: KeyParams, body: OAuthApp, response: { 200: ProviderView, ...errorResponses } } }, (request) =>
+  app.put('/v1/providers/:key/oauth-app', { ...admin, schema: { operationId: 'configureProviderOAuthApp', summary: 'Configure a provider\'s OAuth app', description: 'Sets (or replaces) the OAuth client id, secret and default scopes of an OAuth provider. The secret is sealed and never returned.', tags: ['providers'], errors: ['provider_invalid', 'ciphertext_invalid', 'key_version_retired', 'root_key_missing'], params: KeyParams, body: OAuthApp, response: { 200: ProviderView } } }, (request) =>
     providers.configureOAuthApp(adminContext(request), request.params.key, request.body),
   );
 }

@@ -7,10 +7,11 @@
  *  - JSON bodies go through the guarded parser (json.ts: nesting, text, number rules); query
  *    strings and path parameters follow the same text rule; a request body with a
  *    `Content-Encoding` is refused unless its route forwards bodies as sent (the relay);
- *  - every route must declare its auth requirement, or registration fails;
+ *  - every route must declare its auth requirement and its OpenAPI metadata (openapi.ts), or
+ *    registration fails;
  *  - slow, stuck and early-answered connections are bounded and closed (`connections.ts`);
  *  - request ids come from a valid `X-Request-Id` or are generated, and are echoed back;
- *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests.
+ *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests (openapi.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -23,6 +24,7 @@ import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
 import { type ConnectionPolicy, createConnectionPolicy } from './connections.js';
 import { assertText, parseJson } from './json.js';
+import { checkDocumented, swaggerOptions } from './openapi.js';
 import { sendProblem } from './problem.js';
 import { fastifyTrustProxy, type ProxyTrust } from './proxy-trust.js';
 
@@ -73,10 +75,13 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
   const ajv = validators();
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajv.body : ajv.text).compile(schema));
 
+  const operationIds = new Set<string>();
   app.addHook('onRoute', (route) => {
-    if (route.config?.auth === undefined && !route.url.startsWith('/documentation')) {
+    if (route.url.startsWith('/documentation')) return;
+    if (route.config?.auth === undefined) {
       throw new Error(`route ${route.method.toString()} ${route.url} declares no auth requirement`);
     }
+    checkDocumented(route, operationIds);
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -115,18 +120,7 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
     sendProblem(request, reply, new BulkheadError('route_not_found', `no route ${request.method} ${request.url.split('?')[0] ?? ''}`)),
   );
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'Bulkhead API', version: options.version, description: 'Multi-tenant integration layer. Errors are application/problem+json with a stable `code`.' },
-      components: {
-        securitySchemes: {
-          adminToken: { type: 'http', scheme: 'bearer', description: 'Platform admin token' },
-          apiKey: { type: 'http', scheme: 'bearer', description: 'Workspace API key (bk_live_… / bk_test_…)' },
-        },
-      },
-    },
-  });
+  await app.register(swagger, swaggerOptions(options.version));
   app.get('/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, () => Promise.resolve(app.swagger()));
   return app;
 }
