@@ -16,7 +16,7 @@
  * not start. The document test (openapi.test.ts) walks the result and runs a 3.1 validator over it.
  */
 import type { FastifyDynamicSwaggerOptions } from '@fastify/swagger';
-import type { FastifySchema, RouteOptions } from 'fastify';
+import type { FastifySchema } from 'fastify';
 import { type ErrorCode, errorStatus } from '../errors.js';
 import type { AuthRequirement } from './auth.js';
 
@@ -142,7 +142,7 @@ function authText(auth: AuthRequirement | undefined): string {
   return `Scope: \`${auth.scope}\`.`;
 }
 
-function securityOf(auth: AuthRequirement | undefined): { [scheme: string]: string[] }[] {
+function securityOf(auth: AuthRequirement | undefined): Record<string, string[]>[] {
   if (auth === 'admin') return [{ adminToken: [] }];
   if (auth === undefined || auth === 'public') return [];
   return [{ apiKey: [auth.scope] }];
@@ -153,17 +153,17 @@ const X_METHODS = 'x-bulkhead-methods';
 
 const transform: NonNullable<FastifyDynamicSwaggerOptions['transform']> = ({ schema, url, route }) => {
   if (schema.hide === true) return { schema, url };
-  const auth = (route as RouteOptions).config?.auth;
+  const auth = (route).config?.auth;
   const { errors: _errors, ...rest } = schema;
   const documented: Record<string, unknown> = {
     ...rest,
     description: `${rest.description ?? ''}\n\n${authText(auth)}`,
     security: securityOf(auth),
     ...(typeof auth === 'object' ? { 'x-bulkhead-scope': auth.scope } : {}),
-    [X_PROBLEMS]: documentedProblems(route as RouteShape),
+    [X_PROBLEMS]: documentedProblems(route),
     ...(Array.isArray(route.method) ? { [X_METHODS]: true } : {}),
   };
-  return { schema: documented as FastifySchema, url };
+  return { schema: documented, url };
 };
 
 const successes: Record<string, string> = { '200': 'OK', '201': 'Created', '202': 'Accepted', '204': 'No content' };
@@ -247,8 +247,9 @@ const isObject = (value: unknown): value is Json => typeof value === 'object' &&
 const TYPE_INDEPENDENT = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'not', 'if', 'then', 'else', 'type'];
 
 /**
- * `anyOf: [{ type: T, …T's keywords }, { type: 'null' }]` (TypeBox's nullable) written as the
- * equivalent `type: [T, 'null']`, …: the same JSON Schema 2020-12 meaning in fewer bytes.
+ * TypeBox's unions written the short way, with the same JSON Schema 2020-12 meaning: a union of
+ * literals as one `enum`, and `anyOf: [{ type: T, …T's keywords }, { type: 'null' }]` (nullable)
+ * as `type: [T, 'null']` with T's keywords.
  */
 function compact(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(compact);
@@ -256,7 +257,14 @@ function compact(node: unknown): unknown {
   const out: Json = {};
   for (const [key, value] of Object.entries(node)) out[key] = key === 'enum' || key === 'const' || key === 'default' || key === 'examples' ? value : compact(value);
   const members = out['anyOf'];
-  if (!Array.isArray(members) || members.length !== 2) return out;
+  if (!Array.isArray(members)) return out;
+  // A union of literals of one type (TypeBox's Union of Literals) is an enum.
+  const literals = members.map((m) => (isObject(m) && Object.keys(m).length === 2 && Array.isArray(m['enum']) && m['enum'].length === 1 ? m : undefined));
+  if (members.length > 1 && literals.every((m) => m !== undefined && m['type'] === literals[0]?.['type'])) {
+    const { anyOf: _union, ...siblings } = out;
+    return { type: literals[0]?.['type'], enum: literals.flatMap((m) => m?.['enum'] as unknown[]), ...siblings };
+  }
+  if (members.length !== 2) return out;
   const nullAt = members.findIndex((m) => isObject(m) && m['type'] === 'null' && Object.keys(m).length === 1);
   const other: unknown = members[1 - nullAt];
   if (nullAt === -1 || !isObject(other) || typeof other['type'] !== 'string' || 'title' in other) return out;
@@ -297,7 +305,7 @@ function responseName(status: string, codes: readonly ErrorCode[]): string {
   return [base, ...codes.filter((c) => !covered.has(c)).map(pascal)].filter((part) => part !== undefined).join('Or');
 }
 
-interface Operation { method: string; path: string; operation: Json }
+interface Operation { method: string; path: string; item: Json; operation: Json }
 
 function operationsOf(doc: Json): Operation[] {
   const out: Operation[] = [];
@@ -306,7 +314,7 @@ function operationsOf(doc: Json): Operation[] {
       // A route with several methods hands every method the same object: each gets its own.
       const operation = structuredClone(shared);
       operations[method] = operation;
-      out.push({ method, path, operation });
+      out.push({ method, path, item: operations, operation });
     }
   }
   return out;
@@ -315,12 +323,16 @@ function operationsOf(doc: Json): Operation[] {
 /** Names each operation of a multi-method route after its method, and refuses duplicates. */
 function settleOperationIds(operations: readonly Operation[]): void {
   const seen = new Set<string>();
-  for (const { method, path, operation } of operations) {
+  for (const { method, path, item, operation } of operations) {
     if (operation[X_METHODS] === true) {
       const id = String(operation['operationId']);
       operation['operationId'] = `${method}${id.charAt(0).toUpperCase()}${id.slice(1)}`;
+      // The shared description is said once, on the path item.
+      item['description'] = operation['description'];
+      const scope = operation['x-bulkhead-scope'];
+      operation['description'] = `${method.toUpperCase()}: see the path's description.${typeof scope === 'string' ? ` Scope: \`${scope}\`.` : ''}`;
     }
-    delete operation[X_METHODS];
+    Reflect.deleteProperty(operation, X_METHODS);
     const id = String(operation['operationId']);
     if (seen.has(id)) throw new Error(`OpenAPI: operationId "${id}" is used twice (at ${method} ${path})`);
     seen.add(id);
@@ -349,7 +361,7 @@ function settleProblems(operations: readonly Operation[], responses: Json): void
       responses[name] ??= problemResponse(status, codes);
       opResponses[status] = { $ref: `#/components/responses/${name}` };
     }
-    delete operation[X_PROBLEMS];
+    Reflect.deleteProperty(operation, X_PROBLEMS);
     for (const [status, response] of Object.entries(opResponses)) {
       if (isObject(response) && response['description'] === 'Default Response') response['description'] = successes[status] ?? 'Success';
     }
