@@ -2,14 +2,14 @@
 import { Type } from 'typebox';
 import type { WithPlatform, WithWorkspace } from '../db/tenant-tx.js';
 import { principalOf } from '../http/auth.js';
-import { errorResponses, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { named, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { type AuditEntry, PLATFORM_CHAIN } from './chain.js';
 import { type CheckpointSigner, MAX_CHECKPOINT_TEXT, parseCheckpoint } from './checkpoint.js';
 import { platformAudit, workspaceAudit } from './store.js';
 
-const Entry = Type.Object({
+const Entry = named('AuditEntry', Type.Object({
   id: Type.String(),
   seq: Type.Integer(),
   occurredAt: Timestamp,
@@ -22,9 +22,9 @@ const Entry = Type.Object({
   details: Type.Record(Type.String(), Type.Unknown()),
   prevHash: Type.String(),
   hash: Type.String(),
-});
+}));
 
-const Verify = Type.Object({
+const Verify = named('AuditVerification', Type.Object({
   valid: Type.Boolean(),
   checked: Type.Integer(),
   firstInvalid: Type.Union([
@@ -43,9 +43,9 @@ const Verify = Type.Object({
       { description: 'Present when a checkpoint was given: how the chain compares with it' },
     ),
   ),
-});
+}));
 
-const CheckpointSchema = Type.Object(
+const CheckpointSchema = named('AuditCheckpoint', Type.Object(
   {
     chain: Type.String({ description: '`platform`, or the workspace id' }),
     seq: Type.Integer({ minimum: 0, description: 'the chain head\'s sequence number when signed (0: nothing written yet)' }),
@@ -55,7 +55,7 @@ const CheckpointSchema = Type.Object(
     signature: Type.String({ description: 'standard base64 of the Ed25519 signature over the bytes docs/AUDIT.md defines' }),
   },
   { description: 'A signed audit checkpoint. Store it outside Bulkhead, unchanged; pass it back to verify.' },
-);
+));
 
 const PublicKey = Type.Object({
   keyId: Type.String(),
@@ -114,14 +114,14 @@ function anchorFrom(raw: string | undefined, signer: CheckpointSigner, chain: st
 export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform; auditCheckpoints: CheckpointSigner }): void {
   const signer = deps.auditCheckpoints;
   const read = { auth: { scope: 'audit:read' as const } };
-  app.get('/v1/audit-log', { config: read, schema: { tags: ['audit'], security: [{ apiKey: [] }], querystring: PageQuery, response: { 200: Page(Entry), ...errorResponses } } }, async (request) => {
+  app.get('/v1/audit-log', { config: read, schema: { operationId: 'listAuditLog', summary: 'List the workspace\'s audit log', description: 'Lists the workspace\'s audit entries in chain order (`seq` ascending), each with the hash that links it to the one before.', tags: ['audit'], querystring: PageQuery, response: { 200: Page(Entry) } } }, async (request) => {
     const afterSeq = Number(decodeCursor(request.query.cursor, SEQ) ?? 0);
     const entries = await deps.withWorkspace(principalOf(request).workspaceId, (tx) => workspaceAudit.list(tx, { afterSeq, limit: request.query.limit + 1 }));
     return toPage(entries, request.query.limit, (e) => e.seq, entryView);
   });
   app.get('/v1/audit-log/verify', {
     config: read,
-    schema: { operationId: 'verifyAuditLog', summary: 'Verify the workspace audit chain', description: VERIFY_DESCRIPTION, tags: ['audit'], security: [{ apiKey: [] }], querystring: VerifyQuery, response: { 200: Verify, ...errorResponses } },
+    schema: { operationId: 'verifyAuditLog', summary: 'Verify the workspace audit chain', description: VERIFY_DESCRIPTION, tags: ['audit'], querystring: VerifyQuery, errors: ['checkpoint_invalid'], response: { 200: Verify } },
   }, async (request) => {
     const { workspaceId } = principalOf(request);
     const anchor = anchorFrom(request.query.checkpoint, signer, workspaceId);
@@ -134,8 +134,7 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
       summary: 'Sign a checkpoint of the workspace audit chain',
       description: 'The chain head (seq and hash) as of now, signed with the server\'s Ed25519 audit key. Store it outside Bulkhead; a later verify with it finds entries removed or rewritten since, which the chain alone cannot. See docs/AUDIT.md.',
       tags: ['audit'],
-      security: [{ apiKey: [] }],
-      response: { 200: CheckpointSchema, ...errorResponses },
+      response: { 200: CheckpointSchema },
     },
   }, async (request) => signer.sign(await deps.withWorkspace(principalOf(request).workspaceId, (tx) => workspaceAudit.current(tx))));
   app.get('/v1/audit-log/checkpoint-key', {
@@ -145,8 +144,7 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
       summary: 'The public keys audit checkpoints are signed with',
       description: 'Public: anyone holding a checkpoint can check its signature without Bulkhead. `keys` lists every key whose checkpoints still verify (after a rotation the older ones stay until retired); a checkpoint names its key by `keyId`.',
       tags: ['audit'],
-      security: [],
-      response: { 200: CheckpointKeys, ...errorResponses },
+      response: { 200: CheckpointKeys },
     },
   }, () => {
     const keys = signer.publicKeys();
@@ -156,14 +154,14 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
   });
 
   const admin = { auth: 'admin' as const };
-  app.get('/v1/platform/audit-log', { config: admin, schema: { tags: ['platform'], security: [{ adminToken: [] }], querystring: PageQuery, response: { 200: Page(Entry), ...errorResponses } } }, async (request) => {
+  app.get('/v1/platform/audit-log', { config: admin, schema: { operationId: 'listPlatformAuditLog', summary: 'List the platform audit log', description: 'Lists the platform\'s audit entries (tenants, workspaces, providers, integrations, keys minted by the admin) in chain order.', tags: ['audit'], querystring: PageQuery, response: { 200: Page(Entry) } } }, async (request) => {
     const afterSeq = Number(decodeCursor(request.query.cursor, SEQ) ?? 0);
     const entries = await deps.withPlatform((tx) => platformAudit.list(tx, { afterSeq, limit: request.query.limit + 1 }));
     return toPage(entries, request.query.limit, (e) => e.seq, entryView);
   });
   app.get('/v1/platform/audit-log/verify', {
     config: admin,
-    schema: { operationId: 'verifyPlatformAuditLog', summary: 'Verify the platform audit chain', description: VERIFY_DESCRIPTION, tags: ['platform'], security: [{ adminToken: [] }], querystring: VerifyQuery, response: { 200: Verify, ...errorResponses } },
+    schema: { operationId: 'verifyPlatformAuditLog', summary: 'Verify the platform audit chain', description: VERIFY_DESCRIPTION, tags: ['audit'], querystring: VerifyQuery, errors: ['checkpoint_invalid'], response: { 200: Verify } },
   }, async (request) => {
     const anchor = anchorFrom(request.query.checkpoint, signer, PLATFORM_CHAIN);
     return deps.withPlatform((tx) => platformAudit.verify(tx, anchor));
@@ -174,9 +172,8 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
       operationId: 'getPlatformAuditCheckpoint',
       summary: 'Sign a checkpoint of the platform audit chain',
       description: 'The platform chain head (seq and hash) as of now, signed with the server\'s Ed25519 audit key (public keys: GET /v1/audit-log/checkpoint-key). Store it outside Bulkhead and verify against it later. See docs/AUDIT.md.',
-      tags: ['platform'],
-      security: [{ adminToken: [] }],
-      response: { 200: CheckpointSchema, ...errorResponses },
+      tags: ['audit'],
+      response: { 200: CheckpointSchema },
     },
   }, async () => signer.sign(await deps.withPlatform((tx) => platformAudit.current(tx))));
 }

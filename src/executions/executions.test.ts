@@ -6,6 +6,7 @@ import { newId } from '../ids.js';
 import { encodeCursor } from '../pagination.js';
 import { startTestApp, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
+import { dereference } from '../testing/openapi.js';
 import { startSideServer } from '../testing/side-server.js';
 import { executionRetentionJob } from './retention.js';
 import { registerExecutionRoutes } from './routes.js';
@@ -206,7 +207,7 @@ describe.each(backends)('executions on $name', (backend) => {
       });
 
       it('describes the routes and their schemas in the OpenAPI document', async () => {
-        const doc = (await server.http.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { parameters?: { name: string }[]; responses: Record<string, unknown> }>> }>();
+        const doc = dereference((await server.http.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, { parameters?: { name: string }[]; responses: Record<string, unknown> }>> }>());
         expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/v1/executions', '/v1/executions/{id}', '/v1/executions/{id}/retry']));
         expect(doc.paths['/v1/executions']?.['get']?.parameters?.map((p) => p.name)).toEqual(expect.arrayContaining(['ruleId', 'instanceId', 'status', 'since', 'until', 'cursor', 'limit']));
         expect(Object.keys(doc.paths['/v1/executions/{id}/retry']?.['post']?.responses ?? {})).toEqual(expect.arrayContaining(['202', '404', '409']));

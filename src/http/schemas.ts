@@ -2,17 +2,12 @@
 import { type TSchema, Type } from 'typebox';
 import { idPattern, type IdKind } from '../ids.js';
 
-export const Problem = Type.Object(
-  {
-    type: Type.String(),
-    title: Type.String(),
-    status: Type.Integer(),
-    code: Type.String(),
-    detail: Type.String(),
-    requestId: Type.String(),
-  },
-  { additionalProperties: true, description: 'RFC 9457 problem details with a stable `code`' },
-);
+/**
+ * Names a schema for the OpenAPI document: it is described once in `components.schemas` under
+ * this title and referenced wherever it is used (openapi.ts). Validation is unchanged: `title` is
+ * an annotation.
+ */
+export const named = <T extends TSchema>(title: string, schema: T): T => Object.assign(schema, { title });
 
 export const Id = (kind: IdKind) => Type.String({ pattern: idPattern(kind), maxLength: 40 });
 
@@ -26,22 +21,14 @@ export const PageQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const Page = <T extends TSchema>(item: T) =>
-  Type.Object({ data: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+/** A page of a list; a page of a named schema is named too (`TenantPage`), so the document describes it once. */
+export const Page = <T extends TSchema>(item: T) => {
+  const page = Type.Object({ data: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) });
+  const title = (item as { title?: unknown }).title;
+  return typeof title === 'string' ? named(`${title}Page`, page) : page;
+};
 
 export const Timestamp = Type.String({ format: 'date-time' });
 export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 export const NullableTimestamp = Type.Union([Timestamp, Type.Null()]);
 
-/** Standard error responses, so the OpenAPI document tells clients what to expect. */
-export const errorResponses = {
-  400: Problem,
-  401: Problem,
-  403: Problem,
-  404: Problem,
-  409: Problem,
-  413: Problem,
-  415: Problem,
-  422: Problem,
-  429: Problem,
-};

@@ -12,10 +12,11 @@
  *    the connect page, anything on the routes that take bytes as sent (relay, inbound hooks);
  *  - a known path asked with a method it lacks is 405 with `Allow`, derived from the router
  *    (see `allowedMethods`); a path no method has is 404;
- *  - every route must declare its auth requirement, or registration fails;
+ *  - every route must declare its auth requirement and its OpenAPI metadata (openapi.ts), or
+ *    registration fails;
  *  - slow, stuck and early-answered connections are bounded and closed (`connections.ts`);
  *  - request ids come from a valid `X-Request-Id` or are generated, and are echoed back;
- *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests.
+ *  - the OpenAPI 3.1 document is generated from the same schemas that validate requests (openapi.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -28,6 +29,7 @@ import type { Logger } from '../logging.js';
 import { BulkheadError } from '../errors.js';
 import { type ConnectionPolicy, createConnectionPolicy } from './connections.js';
 import { assertText, parseJson } from './json.js';
+import { checkDocumented, swaggerOptions } from './openapi.js';
 import { sendProblem } from './problem.js';
 import { fastifyTrustProxy, type ProxyTrust } from './proxy-trust.js';
 
@@ -97,11 +99,14 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
 
   // Every method some route answers; the 405 check asks the router about each of them.
   const methods = new Set<HTTPMethods>(['HEAD']);
+  const operationIds = new Set<string>();
   app.addHook('onRoute', (route) => {
-    if (route.config?.auth === undefined && !route.url.startsWith('/documentation')) {
+    if (route.url.startsWith('/documentation')) return;
+    if (route.config?.auth === undefined) {
       throw new Error(`route ${route.method.toString()} ${route.url} declares no auth requirement`);
     }
     for (const method of [route.method].flat()) methods.add(method.toUpperCase());
+    checkDocumented(route, operationIds);
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -147,18 +152,7 @@ export async function createHttpServer(options: { logger: Logger; bodyLimit: num
     return sendProblem(request, reply, new BulkheadError('method_not_allowed', `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`, { details: { allowed } }));
   });
 
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: { title: 'Bulkhead API', version: options.version, description: 'Multi-tenant integration layer. Errors are application/problem+json with a stable `code`.' },
-      components: {
-        securitySchemes: {
-          adminToken: { type: 'http', scheme: 'bearer', description: 'Platform admin token' },
-          apiKey: { type: 'http', scheme: 'bearer', description: 'Workspace API key (bk_live_… / bk_test_…)' },
-        },
-      },
-    },
-  });
+  await app.register(swagger, swaggerOptions(options.version));
   app.get('/openapi.json', { config: { auth: 'public' }, schema: { hide: true } }, () => Promise.resolve(app.swagger()));
   return app;
 }

@@ -82,7 +82,8 @@ const got = (value: unknown) => `(got ${article(jsonType(value) === 'integer' ? 
 
 function titleOf(error: ErrorObject): string {
   const title = (error.parentSchema as { title?: unknown } | undefined)?.title;
-  return typeof title === 'string' && title !== '' ? title : 'value';
+  // Titles are also OpenAPI component names (`DeliveryStatus`): said in words, `delivery status`.
+  return typeof title === 'string' && title !== '' ? title.replace(/(?<=[a-z0-9])(?=[A-Z])/g, ' ').toLowerCase() : 'value';
 }
 
 const unknownValue = (error: ErrorObject, values: readonly unknown[]) =>

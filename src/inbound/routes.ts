@@ -15,7 +15,7 @@ import type { WithWorkspace } from '../db/tenant-tx.js';
 import { BulkheadError } from '../errors.js';
 import { keyContext, principalOf } from '../http/auth.js';
 import { sendProblem } from '../http/problem.js';
-import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { Id, IdParams, named, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { MAX_TEMPLATE_LENGTH } from './event-type.js';
 import { createSourceRateLimiter } from './rate-limit.js';
@@ -29,12 +29,12 @@ export const MAX_INBOUND_BODY_BYTES = 1_048_576;
 
 const SchemeSchema = Type.Union([Type.Literal('standard-webhooks'), Type.Literal('github'), Type.Literal('stripe'), Type.Literal('slack'), Type.Literal('hmac')]);
 const Secret = Type.String({ minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x7e]+$' });
-const HmacOptions = Type.Object({
+const HmacOptions = named('HmacOptions', Type.Object({
   header: Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,100}$' }),
   algorithm: Type.Union([Type.Literal('sha256'), Type.Literal('sha512')]),
   encoding: Type.Union([Type.Literal('hex'), Type.Literal('base64')]),
   prefix: Type.String(),
-});
+}));
 const CreateSource = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 200 }),
@@ -57,7 +57,7 @@ const CreateSource = Type.Object(
   },
   { additionalProperties: false },
 );
-const Source = Type.Object({
+const Source = named('InboundSource', Type.Object({
   id: Id('inboundSource'),
   name: Type.String(),
   scheme: SchemeSchema,
@@ -72,7 +72,7 @@ const Source = Type.Object({
   lastRejectedAt: Nullable(Timestamp),
   lastRejectedReason: Nullable(Type.String()),
   createdAt: Timestamp,
-});
+}));
 const SourceWithSecret = Type.Object({ ...Source.properties, secret: Type.Optional(Type.String({ description: 'Present once, when Bulkhead generated the secret' })) });
 const RotateSecret = Type.Object(
   { secret: Type.Optional(Secret), overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 7 * 86_400 })) },
@@ -84,26 +84,25 @@ export function registerInboundRoutes(
   deps: { withWorkspace: WithWorkspace; sources: InboundSources; receiver: InboundReceiver; maxSources: number; bodyLimit: number; redis?: Redis | undefined },
 ): void {
   const { withWorkspace, sources, receiver } = deps;
-  const security = [{ apiKey: [] }];
   const scope = (s: 'inbound:read' | 'inbound:write') => ({ config: { auth: { scope: s } } });
   const ws = (request: FastifyRequest) => principalOf(request).workspaceId;
 
-  app.post('/v1/inbound-sources', { ...scope('inbound:write'), schema: { tags: ['inbound'], security, body: CreateSource, response: { 201: SourceWithSecret, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/inbound-sources', { ...scope('inbound:write'), schema: { operationId: 'createInboundSource', summary: 'Create an inbound source', description: 'Creates a public `/hooks/{id}` URL that accepts signed webhooks from a provider (HMAC, Standard Webhooks, Stripe, GitHub, …) and turns them into events.', tags: ['inbound'], errors: ['limit_exceeded', 'name_taken', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'], body: CreateSource, response: { 201: SourceWithSecret } } }, async (request, reply) => {
     sources.validate(request.body);
     const created = await withWorkspace(ws(request), (tx) => sources.create(tx, keyContext(request), request.body, { max: deps.maxSources }));
     return reply.status(201).header('cache-control', 'no-store').send(created);
   });
-  app.get('/v1/inbound-sources', { ...scope('inbound:read'), schema: { tags: ['inbound'], security, querystring: PageQuery, response: { 200: Page(Source), ...errorResponses } } }, (request) =>
+  app.get('/v1/inbound-sources', { ...scope('inbound:read'), schema: { operationId: 'listInboundSources', summary: 'List inbound sources', description: 'Lists the workspace\'s inbound sources with their public URLs.', tags: ['inbound'], querystring: PageQuery, response: { 200: Page(Source) } } }, (request) =>
     withWorkspace(ws(request), (tx) => sources.list(tx, request.query)),
   );
-  app.get('/v1/inbound-sources/:id', { ...scope('inbound:read'), schema: { tags: ['inbound'], security, params: IdParams('inboundSource'), response: { 200: Source, ...errorResponses } } }, (request) =>
+  app.get('/v1/inbound-sources/:id', { ...scope('inbound:read'), schema: { operationId: 'getInboundSource', summary: 'Read an inbound source', description: 'Returns one inbound source (without its secret).', tags: ['inbound'], params: IdParams('inboundSource'), response: { 200: Source } } }, (request) =>
     withWorkspace(ws(request), (tx) => sources.get(tx, request.params.id)),
   );
-  app.delete('/v1/inbound-sources/:id', { ...scope('inbound:write'), schema: { tags: ['inbound'], security, params: IdParams('inboundSource'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
+  app.delete('/v1/inbound-sources/:id', { ...scope('inbound:write'), schema: { operationId: 'deleteInboundSource', summary: 'Delete an inbound source', description: 'Deletes an inbound source; its URL answers 404 from then on.', tags: ['inbound'], params: IdParams('inboundSource'), response: { 204: Type.Null() } } }, async (request, reply) => {
     await withWorkspace(ws(request), (tx) => sources.remove(tx, keyContext(request), request.params.id));
     return reply.status(204).send(null);
   });
-  app.post('/v1/inbound-sources/:id/rotate-secret', { ...scope('inbound:write'), schema: { tags: ['inbound'], security, params: IdParams('inboundSource'), body: Type.Optional(RotateSecret), response: { 200: Type.Object({ secret: Type.Optional(Type.String()), previousExpiresAt: Timestamp }), ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/inbound-sources/:id/rotate-secret', { ...scope('inbound:write'), schema: { operationId: 'rotateInboundSourceSecret', summary: 'Rotate an inbound source\'s secret', description: 'Sets or generates a new verification secret; the previous one is still accepted until the overlap ends.', tags: ['inbound'], errors: ['ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'], params: IdParams('inboundSource'), body: Type.Optional(RotateSecret), response: { 200: Type.Object({ secret: Type.Optional(Type.String()), previousExpiresAt: Timestamp }) } } }, async (request, reply) => {
     const body = request.body as { secret?: string; overlapSeconds?: number } | undefined;
     const rotated = await withWorkspace(ws(request), (tx) => sources.rotateSecret(tx, keyContext(request), request.params.id, { secret: body?.secret, overlapSeconds: body?.overlapSeconds ?? DEFAULT_SECRET_OVERLAP_SECONDS }));
     return reply.header('cache-control', 'no-store').send(rotated);
@@ -134,10 +133,13 @@ export function registerInboundRoutes(
       {
         config: { auth: 'public' },
         schema: {
-          tags: ['inbound'],
+          operationId: 'receiveInboundWebhook',
           summary: 'Receive a signed webhook from a provider (no API key: the signature authenticates)',
+          description: 'The provider posts here as it would to any webhook receiver. The signature is checked with the source\'s secret (and scheme); a verified request becomes an event (`202`, `duplicate: true` for a replayed delivery id), a verification challenge is answered (`200`). A refused request stores nothing.',
+          tags: ['inbound'],
+          errors: ['signature_missing', 'signature_invalid', 'signature_expired', 'signature_replayed', 'rate_limited', 'database_unavailable', 'quota_exceeded', 'invalid_event_type', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'],
           params: Type.Object({ inboundId: Type.String() }, { additionalProperties: false }),
-          response: { 200: Type.Object({ challenge: Type.String() }), 202: Type.Object({ eventId: Id('event'), duplicate: Type.Boolean() }), ...errorResponses },
+          response: { 200: Type.Object({ challenge: Type.String() }), 202: Type.Object({ eventId: Id('event'), duplicate: Type.Boolean() }) },
         },
         onRequest: async (request, reply) => {
           reply.header('cache-control', 'no-store');

@@ -15,7 +15,7 @@
 import { Type } from 'typebox';
 import type { WithWorkspace } from '../db/tenant-tx.js';
 import { adminContext, keyContext, principalOf } from '../http/auth.js';
-import { errorResponses, Id, IdParams, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { Id, IdParams, named, Nullable, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import type { InstanceService } from './instances.js';
 import type { IntegrationService, VersionManifest } from './integrations.js';
@@ -26,7 +26,7 @@ export const INSTANCE_BODY_LIMIT = 64 * 1024;
 
 const Version = Type.String({ minLength: 1, maxLength: 128 });
 const VersionSummary = Type.Object({ version: Type.String(), createdAt: Timestamp });
-const Integration = Type.Object({
+const Integration = named('Integration', Type.Object({
   id: Id('integration'),
   name: Type.String(),
   description: Nullable(Type.String()),
@@ -34,18 +34,18 @@ const Integration = Type.Object({
   versions: Type.Array(VersionSummary, { description: 'every published version, oldest first' }),
   createdAt: Timestamp,
   updatedAt: Timestamp,
-});
+}));
 // Typed as the service's interfaces; serialised as open objects (fast-json-stringify keeps every key of a record).
 const OpenObject = <T>(description?: string) => Type.Unsafe<T>(Type.Record(Type.String(), Type.Unknown(), description === undefined ? {} : { description }));
 const DOCUMENT = 'An integration template document; its JSON Schema is at GET /v1/integrations/schema';
 // The top-level members are named so unknown ones are refused here; what each must hold is
 // judged by validateTemplate against the published schema, which lists every problem at once.
-const Document = Type.Object(
+const Document = named('IntegrationTemplate', Type.Object(
   Object.fromEntries(['$schema', 'name', 'version', 'description', 'config', 'connections', 'destinations', 'inboundSources', 'triggers', 'steps', 'capabilities'].map((k) => [k, Type.Optional(Type.Unknown())])),
   { description: DOCUMENT, additionalProperties: false },
-);
-const IntegrationVersion = Type.Object({ integrationId: Id('integration'), name: Type.String(), version: Type.String(), document: OpenObject<TemplateDocument>(DOCUMENT), createdAt: Timestamp });
-const Manifest = Type.Object({
+));
+const IntegrationVersion = named('IntegrationVersion', Type.Object({ integrationId: Id('integration'), name: Type.String(), version: Type.String(), document: OpenObject<TemplateDocument>(DOCUMENT), createdAt: Timestamp }));
+const Manifest = named('IntegrationManifest', Type.Object({
   integrationId: Id('integration'),
   name: Type.String(),
   version: Type.String(),
@@ -56,7 +56,7 @@ const Manifest = Type.Object({
   inboundSources: OpenObject<VersionManifest['inboundSources']>(),
   triggers: Type.Unsafe<VersionManifest['triggers']>(Type.Array(Type.Unknown())),
   createdAt: Timestamp,
-});
+}));
 const VersionParams = Type.Object({ id: Type.String({ maxLength: 64 }), version: Version }, { additionalProperties: false });
 
 const SlotKey = Type.String({ minLength: 1, maxLength: 64 });
@@ -73,7 +73,7 @@ const Attention = Type.Object({
   slot: Type.String(),
   reason: Type.Union([Type.Literal('unbound'), Type.Literal('missing'), Type.Literal('needs_reauth'), Type.Literal('revoked'), Type.Literal('error'), Type.Literal('disabled')]),
 });
-const Instance = Type.Object({
+const Instance = named('Instance', Type.Object({
   id: Id('instance'),
   name: Type.String(),
   integrationId: Id('integration'),
@@ -90,7 +90,7 @@ const Instance = Type.Object({
   logPayloads: Type.Boolean(),
   createdAt: Timestamp,
   updatedAt: Timestamp,
-});
+}));
 const Name = Type.String({ minLength: 1, maxLength: 200 });
 const CreateInstance = Type.Object(
   {
@@ -137,23 +137,21 @@ const InstanceListQuery = Type.Object({ ...PageQuery.properties, integrationId: 
 export function registerIntegrationRoutes(app: HttpServer, deps: { integrations: IntegrationService }): void {
   const { integrations } = deps;
   const admin = { config: { auth: 'admin' as const } };
-  const security = [{ adminToken: [] }];
-  const tags = ['integrations'];
 
-  app.get('/v1/integrations/schema', { ...admin, schema: { tags, security, response: { 200: Type.Unknown({ description: 'JSON Schema (draft 2020-12) of a template document' }), ...errorResponses } } }, () =>
+  app.get('/v1/integrations/schema', { ...admin, schema: { operationId: 'getIntegrationTemplateSchema', summary: 'Read the template JSON Schema', description: 'Returns the JSON Schema (draft 2020-12) that integration template documents are checked against.', tags: ['integrations'], response: { 200: Type.Unknown({ description: 'JSON Schema (draft 2020-12) of a template document' }) } } }, () =>
     Promise.resolve(templateSchema),
   );
-  app.post('/v1/integrations', { ...admin, schema: { tags, security, body: Document, response: { 201: Integration, ...errorResponses } } }, async (request, reply) =>
+  app.post('/v1/integrations', { ...admin, schema: { operationId: 'createIntegration', summary: 'Publish an integration template', description: 'Publishes the first version of an integration template. Every problem in the document is reported at once, each with its JSON pointer.', tags: ['integrations'], errors: ['template_invalid', 'transform_syntax_error', 'name_taken', 'version_exists'], body: Document, response: { 201: Integration } } }, async (request, reply) =>
     reply.status(201).send(await integrations.create(adminContext(request), request.body)),
   );
-  app.get('/v1/integrations', { ...admin, schema: { tags, security, querystring: PageQuery, response: { 200: Page(Integration), ...errorResponses } } }, (request) => integrations.list(request.query));
-  app.get('/v1/integrations/:id', { ...admin, schema: { tags, security, params: IdParams('integration'), response: { 200: Integration, ...errorResponses } } }, (request) =>
+  app.get('/v1/integrations', { ...admin, schema: { operationId: 'listIntegrations', summary: 'List integration templates', description: 'Lists the published integration templates with their versions.', tags: ['integrations'], querystring: PageQuery, response: { 200: Page(Integration) } } }, (request) => integrations.list(request.query));
+  app.get('/v1/integrations/:id', { ...admin, schema: { operationId: 'getIntegration', summary: 'Read an integration template', description: 'Returns one template with every published version.', tags: ['integrations'], params: IdParams('integration'), response: { 200: Integration } } }, (request) =>
     integrations.get(request.params.id),
   );
-  app.post('/v1/integrations/:id/versions', { ...admin, schema: { tags, security, params: IdParams('integration'), body: Document, response: { 201: IntegrationVersion, ...errorResponses } } }, async (request, reply) =>
+  app.post('/v1/integrations/:id/versions', { ...admin, schema: { operationId: 'createIntegrationVersion', summary: 'Publish a new template version', description: 'Publishes a newer version of a template (semver, greater than the latest). Instances move to it only when upgraded.', tags: ['integrations'], errors: ['template_invalid', 'transform_syntax_error', 'version_exists', 'version_not_newer'], params: IdParams('integration'), body: Document, response: { 201: IntegrationVersion } } }, async (request, reply) =>
     reply.status(201).send(await integrations.publishVersion(adminContext(request), request.params.id, request.body)),
   );
-  app.get('/v1/integrations/:id/versions/:version', { ...admin, schema: { tags, security, params: VersionParams, response: { 200: IntegrationVersion, ...errorResponses } } }, (request) =>
+  app.get('/v1/integrations/:id/versions/:version', { ...admin, schema: { operationId: 'getIntegrationVersion', summary: 'Read a template version', description: 'Returns one published version\'s document.', tags: ['integrations'], params: VersionParams, response: { 200: IntegrationVersion } } }, (request) =>
     integrations.getVersion(request.params.id, request.params.version),
   );
 }
@@ -162,17 +160,15 @@ export function registerIntegrationRoutes(app: HttpServer, deps: { integrations:
 export function registerIntegrationCatalogRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; integrations: IntegrationService }): void {
   const { withWorkspace, integrations } = deps;
   const read = { config: { auth: { scope: 'integrations:read' as const } } };
-  const security = [{ apiKey: [] }];
-  const tags = ['integrations'];
   const ws = (request: Parameters<typeof principalOf>[0]) => principalOf(request).workspaceId;
 
-  app.get('/v1/integration-catalog', { ...read, schema: { tags, security, querystring: PageQuery, response: { 200: Page(Integration), ...errorResponses } } }, (request) =>
+  app.get('/v1/integration-catalog', { ...read, schema: { operationId: 'listIntegrationCatalog', summary: 'List the integration catalog', description: 'Lists the integrations a workspace can install.', tags: ['integrations'], querystring: PageQuery, response: { 200: Page(Integration) } } }, (request) =>
     withWorkspace(ws(request), (tx) => integrations.catalog.list(tx, request.query)),
   );
-  app.get('/v1/integration-catalog/:id', { ...read, schema: { tags, security, params: IdParams('integration'), response: { 200: Integration, ...errorResponses } } }, (request) =>
+  app.get('/v1/integration-catalog/:id', { ...read, schema: { operationId: 'getIntegrationCatalogEntry', summary: 'Read a catalog integration', description: 'Returns one installable integration with its versions.', tags: ['integrations'], params: IdParams('integration'), response: { 200: Integration } } }, (request) =>
     withWorkspace(ws(request), (tx) => integrations.catalog.get(tx, request.params.id)),
   );
-  app.get('/v1/integration-catalog/:id/versions/:version', { ...read, schema: { tags, security, params: VersionParams, response: { 200: Manifest, ...errorResponses } } }, (request) =>
+  app.get('/v1/integration-catalog/:id/versions/:version', { ...read, schema: { operationId: 'getIntegrationManifest', summary: 'Read a catalog version\'s manifest', description: 'Returns what installing a version needs: its config fields (secret ones marked), connection slots and destination slots.', tags: ['integrations'], params: VersionParams, response: { 200: Manifest } } }, (request) =>
     withWorkspace(ws(request), (tx) => integrations.catalog.version(tx, request.params.id, request.params.version)),
   );
 }
@@ -181,29 +177,27 @@ export function registerIntegrationCatalogRoutes(app: HttpServer, deps: { withWo
 export function registerInstanceRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; instances: InstanceService; limits: { instances: number } }): void {
   const { withWorkspace, instances } = deps;
   const scope = (s: 'integrations:read' | 'integrations:write') => ({ config: { auth: { scope: s } } });
-  const security = [{ apiKey: [] }];
-  const tags = ['instances'];
   const ws = (request: Parameters<typeof principalOf>[0]) => principalOf(request).workspaceId;
   const bodyLimit = Math.min(INSTANCE_BODY_LIMIT, app.initialConfig.bodyLimit ?? INSTANCE_BODY_LIMIT);
 
-  app.post('/v1/instances', { ...scope('integrations:write'), bodyLimit, schema: { tags, security, body: CreateInstance, response: { 201: Instance, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/instances', { ...scope('integrations:write'), bodyLimit, schema: { operationId: 'createInstance', summary: 'Install an integration', description: 'Installs a version of an integration into the workspace with its config, secrets (sealed) and bindings to connections and destinations.', tags: ['instances'], errors: ['config_invalid', 'binding_invalid', 'limit_exceeded', 'name_taken', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'], body: CreateInstance, response: { 201: Instance } } }, async (request, reply) => {
     const created = await withWorkspace(ws(request), (tx) => instances.create(tx, keyContext(request), request.body, { max: deps.limits.instances }));
     return reply.status(201).send(created);
   });
-  app.get('/v1/instances', { ...scope('integrations:read'), schema: { tags, security, querystring: InstanceListQuery, response: { 200: Page(Instance), ...errorResponses } } }, (request) =>
+  app.get('/v1/instances', { ...scope('integrations:read'), schema: { operationId: 'listInstances', summary: 'List instances', description: 'Lists the workspace\'s installed integrations.', tags: ['instances'], querystring: InstanceListQuery, response: { 200: Page(Instance) } } }, (request) =>
     withWorkspace(ws(request), (tx) => instances.list(tx, request.query)),
   );
-  app.get('/v1/instances/:id', { ...scope('integrations:read'), schema: { tags, security, params: IdParams('instance'), response: { 200: Instance, ...errorResponses } } }, (request) =>
+  app.get('/v1/instances/:id', { ...scope('integrations:read'), schema: { operationId: 'getInstance', summary: 'Read an instance', description: 'Returns one instance with its non-secret config and which secret fields hold a value.', tags: ['instances'], params: IdParams('instance'), response: { 200: Instance } } }, (request) =>
     withWorkspace(ws(request), (tx) => instances.get(tx, request.params.id)),
   );
-  app.patch('/v1/instances/:id', { ...scope('integrations:write'), bodyLimit, schema: { tags, security, params: IdParams('instance'), body: UpdateInstance, response: { 200: Instance, ...errorResponses } } }, (request) =>
+  app.patch('/v1/instances/:id', { ...scope('integrations:write'), bodyLimit, schema: { operationId: 'updateInstance', summary: 'Update an instance', description: 'Changes an instance\'s config, secrets, bindings or enabled state. Secrets not sent keep their stored value; null clears one.', tags: ['instances'], errors: ['config_invalid', 'binding_invalid', 'name_taken', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'], params: IdParams('instance'), body: UpdateInstance, response: { 200: Instance } } }, (request) =>
     withWorkspace(ws(request), (tx) => instances.update(tx, keyContext(request), request.params.id, request.body)),
   );
-  app.delete('/v1/instances/:id', { ...scope('integrations:write'), schema: { tags, security, params: IdParams('instance'), response: { 204: Type.Null(), ...errorResponses } } }, async (request, reply) => {
+  app.delete('/v1/instances/:id', { ...scope('integrations:write'), schema: { operationId: 'deleteInstance', summary: 'Uninstall an integration', description: 'Deletes an instance and its sealed secrets.', tags: ['instances'], params: IdParams('instance'), response: { 204: Type.Null() } } }, async (request, reply) => {
     await withWorkspace(ws(request), (tx) => instances.remove(tx, keyContext(request), request.params.id));
     return reply.status(204).send(null);
   });
-  app.post('/v1/instances/:id/upgrade', { ...scope('integrations:write'), bodyLimit, schema: { tags, security, params: IdParams('instance'), body: UpgradeInstance, response: { 200: Instance, ...errorResponses } } }, (request) =>
+  app.post('/v1/instances/:id/upgrade', { ...scope('integrations:write'), bodyLimit, schema: { operationId: 'upgradeInstance', summary: 'Upgrade an instance', description: 'Moves an instance to a newer version of its integration, migrating its config; a config the new version refuses answers 409 `config_migration_failed`.', tags: ['instances'], errors: ['config_invalid', 'binding_invalid', 'config_migration_failed', 'version_not_newer', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'], params: IdParams('instance'), body: UpgradeInstance, response: { 200: Instance } } }, (request) =>
     withWorkspace(ws(request), (tx) => instances.upgrade(tx, keyContext(request), request.params.id, request.body)),
   );
 }

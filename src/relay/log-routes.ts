@@ -2,12 +2,12 @@
 import { Type } from 'typebox';
 import type { WithWorkspace } from '../db/tenant-tx.js';
 import { principalOf } from '../http/auth.js';
-import { errorResponses, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { named, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { idPattern } from '../ids.js';
 import { decodeCursor, toPage } from '../pagination.js';
 
-const RelayCall = Type.Object({
+const RelayCall = named('RelayCall', Type.Object({
   id: Type.String(),
   connectionId: Type.String(),
   method: Type.String(),
@@ -20,16 +20,16 @@ const RelayCall = Type.Object({
   responseBytes: Type.Integer(),
   attempts: Type.Integer(),
   occurredAt: Timestamp,
-});
+}));
 
-const OperationalEvent = Type.Object({
+const OperationalEvent = named('OperationalEvent', Type.Object({
   id: Type.String(),
   type: Type.String(),
   resource: Type.Union([Type.String(), Type.Null()]),
   resourceId: Type.Union([Type.String(), Type.Null()]),
   payload: Type.Record(Type.String(), Type.Unknown()),
   occurredAt: Timestamp,
-});
+}));
 
 interface RelayRow {
   id: string;
@@ -57,9 +57,8 @@ interface EventRow {
 
 export function registerWorkspaceLogRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace }): void {
   const read = { config: { auth: { scope: 'connections:read' as const } } };
-  const security = [{ apiKey: [] }];
 
-  app.get('/v1/relay-log', { ...read, schema: { tags: ['relay'], security, querystring: Type.Object({ ...PageQuery.properties, connectionId: Type.Optional(Type.String({ maxLength: 40 })) }, { additionalProperties: false }), response: { 200: Page(RelayCall), ...errorResponses } } }, (request) =>
+  app.get('/v1/relay-log', { ...read, schema: { operationId: 'listRelayLog', summary: 'List relay calls', description: 'Lists the relay calls of the workspace, newest first, optionally for one connection: method, host, path, status, outcome and duration (never bodies or credentials).', tags: ['relay'], querystring: Type.Object({ ...PageQuery.properties, connectionId: Type.Optional(Type.String({ maxLength: 40 })) }, { additionalProperties: false }), response: { 200: Page(RelayCall) } } }, (request) =>
     deps.withWorkspace(principalOf(request).workspaceId, async (tx) => {
       const after = decodeCursor(request.query.cursor, new RegExp(idPattern('relayCall')));
       // Newest first: the id is time-ordered.
@@ -75,7 +74,7 @@ export function registerWorkspaceLogRoutes(app: HttpServer, deps: { withWorkspac
     }),
   );
 
-  app.get('/v1/operational-events', { ...read, schema: { tags: ['connections'], security, querystring: PageQuery, response: { 200: Page(OperationalEvent), ...errorResponses } } }, (request) =>
+  app.get('/v1/operational-events', { ...read, schema: { operationId: 'listOperationalEvents', summary: 'List operational events', description: 'Lists what happened to the workspace\'s connections without a request (refresh failures, reauthorisation needed, revocations), newest first.', tags: ['connections'], querystring: PageQuery, response: { 200: Page(OperationalEvent) } } }, (request) =>
     deps.withWorkspace(principalOf(request).workspaceId, async (tx) => {
       const after = decodeCursor(request.query.cursor, new RegExp(idPattern('operationalEvent')));
       const { rows } = await tx.query<EventRow>(

@@ -44,8 +44,11 @@ export function registerRelayRoutes(app: HttpServer, deps: { relay: Relay; bodyL
       // Bodies are forwarded as sent, so their Content-Encoding is the provider's to read.
       config: { auth: { scope: 'proxy' as const }, forwardsEncodedBody: true },
       schema: {
+        // One operation per method in the document: getProxy, postProxy, …
+        operationId: 'proxy',
+        summary: 'Call the provider through a connection',
         tags: ['relay'],
-        security: [{ apiKey: [] }],
+        errors: ['relay_target_not_allowed', 'connection_not_active', 'egress_blocked', 'egress_failed', 'egress_timeout', 'egress_response_too_large', 'upstream_unavailable', 'oauth_refresh_failed', 'ciphertext_invalid', 'key_version_retired', 'workspace_key_missing', 'root_key_missing'],
         description: 'Calls the provider of the connection with its credential injected. The path after the connection id is joined to the provider\'s base URL (a `Base-Url` header may pick another of its allowed base URLs).',
         params: Type.Object({ connectionId: Type.String({ maxLength: 64 }), '*': Type.String() }),
       },

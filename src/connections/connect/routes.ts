@@ -9,7 +9,7 @@ import { Type } from 'typebox';
 import { BulkheadError } from '../../errors.js';
 import { keyContext, principalOf } from '../../http/auth.js';
 import { assertText } from '../../http/json.js';
-import { errorResponses, Timestamp } from '../../http/schemas.js';
+import { Timestamp } from '../../http/schemas.js';
 import type { HttpServer } from '../../http/server.js';
 import type { ConnectionService } from '../connections.js';
 import type { OAuthFlow } from '../oauth/flow.js';
@@ -65,7 +65,7 @@ export function registerConnectRoutes(
   const { sessions, providers } = deps;
   const publicRoute = { config: { auth: 'public' as const } };
 
-  app.post('/v1/connect-sessions', { config: { auth: { scope: 'connections:write' as const } }, schema: { tags: ['connections'], security: [{ apiKey: [] }], body: CreateSession, response: { 201: Session, ...errorResponses } } }, async (request, reply) => {
+  app.post('/v1/connect-sessions', { config: { auth: { scope: 'connections:write' as const } }, schema: { operationId: 'createConnectSession', summary: 'Create a connect session', description: 'Creates a short-lived hosted page (`url`) where an end user connects a provider account to the workspace; the token is shown once.', tags: ['connections'], errors: ['provider_not_allowed', 'provider_not_configured'], body: CreateSession, response: { 201: Session } } }, async (request, reply) => {
     const principal = principalOf(request);
     for (const key of request.body.allowedProviders ?? []) await providers.get(key).catch(() => { throw new BulkheadError('provider_invalid', `unknown provider "${key}"`); });
     return reply.status(201).send(await sessions.create(principal.workspaceId, keyContext(request), request.body));
