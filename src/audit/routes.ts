@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { WithPlatform, WithWorkspace } from '../db/tenant-tx.js';
 import { principalOf } from '../http/auth.js';
-import { errorResponses, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { errorResponses, IdParams, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import type { AuditEntry } from './chain.js';
@@ -50,7 +50,7 @@ const entryView = (e: AuditEntry) => ({
 
 const SEQ = /^\d{1,15}$/;
 
-export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform }): void {
+export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform; getWorkspace: (id: string) => Promise<{ readonly id: string }> }): void {
   const read = { auth: { scope: 'audit:read' as const } };
   app.get('/v1/audit-log', { config: read, schema: { tags: ['audit'], security: [{ apiKey: [] }], querystring: PageQuery, response: { 200: Page(Entry), ...errorResponses } } }, async (request) => {
     const afterSeq = Number(decodeCursor(request.query.cursor, SEQ) ?? 0);
@@ -70,4 +70,9 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
   app.get('/v1/platform/audit-log/verify', { config: admin, schema: { tags: ['platform'], security: [{ adminToken: [] }], response: { 200: Verify, ...errorResponses } } }, async () =>
     deps.withPlatform((tx) => platformAudit.verify(tx)),
   );
+  // The platform operator's view of one workspace's chain (`bulkhead audit verify` checks every chain without a workspace key).
+  app.get('/v1/workspaces/:id/audit-log/verify', { config: admin, schema: { tags: ['platform'], summary: 'Verify a workspace\'s audit chain', security: [{ adminToken: [] }], params: IdParams('workspace'), response: { 200: Verify, ...errorResponses } } }, async (request) => {
+    const workspace = await deps.getWorkspace(request.params.id);
+    return deps.withWorkspace(workspace.id, (tx) => workspaceAudit.verify(tx));
+  });
 }
