@@ -139,7 +139,7 @@ describe('the CLI beside a running server on the embedded database', () => {
   const group = processGroup();
   const startServer = async () => {
     const server = group.spawn(['serve'], env);
-    await server.waitForOutput(/listening on/, 30_000);
+    await server.waitForOutput(/listening on/, 60_000);
     await waitFor(`${base}/readyz`, 60_000);
     return server;
   };
@@ -221,7 +221,7 @@ describe('the CLI beside a running server on the embedded database', () => {
     const lock = JSON.parse(await readFile(path.join(dir, 'bulkhead.lock'), 'utf8')) as { pid: number };
     expect(lock.pid).toBe(server.pid); // left behind by the kill
     const next = group.spawn(['serve'], { ...env, LOG_LEVEL: 'info' });
-    await next.waitForOutput(new RegExp(`took over the data folder lock of pid ${String(server.pid)}.*is not running`), 30_000);
+    await next.waitForOutput(new RegExp(`took over the data folder lock of pid ${String(server.pid)}.*is not running`), 60_000);
     await waitFor(`${base}/readyz`, 60_000);
     expect(await tenantSlugs()).toContain('cli');
     await stopServer(next);
