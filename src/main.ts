@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 /**
- * The `bulkhead` command. `serve` runs the server; the rest are operator commands.
- * Configuration comes from the environment only (see README), parsed once and frozen.
+ * The `bulkhead` command (docs/CLI.md). `serve` runs the server. The platform commands (tenant,
+ * workspace, api-key, audit) go through the running server's HTTP API unless given --offline;
+ * `migrate`, `keys …` and the --offline forms open the database themselves, which on the embedded
+ * database means only while no server holds its data folder. Configuration comes from the
+ * environment only (see README), parsed once and frozen.
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, configurationTable, parseClientConfig, parseConfig } from './config.js';
