@@ -202,7 +202,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
-    registerAuditRoutes(http, core);
+    registerAuditRoutes(http, { withWorkspace: core.withWorkspace, withPlatform: core.withPlatform, auditCheckpoints: core.auditCheckpoints, getWorkspace: (id) => core.tenancy.getWorkspace(id) });
     registerProviderRoutes(http, core.providers);
     registerConnectionRoutes(http, { connections: core.connections, defaultMaxConnections: config.connectionsPerWorkspace });
     registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections });

@@ -76,6 +76,8 @@ export interface Config {
   readonly egressAllowCidrs: readonly string[];
   /** Absent: the address the server actually listens on (known only after listen). */
   readonly publicUrl: string | undefined;
+  /** Absent: http://127.0.0.1:PORT (the local server). */
+  readonly serverUrl: string | undefined;
   readonly connectionsPerWorkspace: number;
   readonly sandboxPoolSize: number;
   readonly sandboxMemoryMb: number;
@@ -220,6 +222,7 @@ export const settings = {
   dekCacheMax: { name: 'BULKHEAD_DEK_CACHE_MAX', description: 'Most unwrapped data keys kept in memory at once (least recently used are dropped and zeroed)', default: '10000', parse: integer(1, 10_000_000) },
   keyRingCacheTtlMs: { name: 'BULKHEAD_KEY_RING_CACHE_TTL_MS', description: 'How long a process trusts a key ring\'s current and minimum versions; a rotation or ratchet reaches every process within it', default: '5000', parse: integer(0, 600_000) },
   egressAllowCidrs: { name: 'BULKHEAD_EGRESS_ALLOW_CIDRS', description: 'Comma-separated address ranges outbound requests may reach although they are private or loopback (local development and tests only, e.g. `127.0.0.1/32`)', default: '', parse: cidrList },
+  serverUrl: { name: 'BULKHEAD_URL', description: 'The server the CLI\'s platform commands (`tenant create`, `audit verify`, …) talk to, with the admin token from `--token`, BULKHEAD_ADMIN_TOKEN or the data folder\'s secrets.json (see docs/CLI.md). Absent: `http://127.0.0.1:PORT`', parse: httpUrl },
   publicUrl: { name: 'BULKHEAD_PUBLIC_URL', description: 'Public base URL of this server, for connect-session links and the OAuth redirect URI. Absent: the address the server listens on', parse: httpUrl },
   connectionsPerWorkspace: { name: 'BULKHEAD_CONNECTIONS_PER_WORKSPACE', description: 'Default maximum number of connections per workspace (a tenant\'s `limits.connectionsPerWorkspace` overrides it)', default: '100', parse: integer(1, 1_000_000) },
   jobIntervalMs: { name: 'BULKHEAD_JOB_INTERVAL_MS', description: 'How often the worker looks for OAuth tokens to refresh before expiry (re-sealing after key rotation runs at 6× this interval)', default: '10000', parse: integer(100, 3_600_000) },
@@ -342,6 +345,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     keyRingCacheTtlMs: withDefault('keyRingCacheTtlMs'),
     egressAllowCidrs: withDefault('egressAllowCidrs'),
     publicUrl: v.publicUrl,
+    serverUrl: v.serverUrl,
     connectionsPerWorkspace: withDefault('connectionsPerWorkspace'),
     sandboxPoolSize: withDefault('sandboxPoolSize'),
     sandboxMemoryMb: withDefault('sandboxMemoryMb'),
@@ -353,6 +357,35 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     executionRetentionDays: withDefault('executionRetentionDays'),
     instancesPerWorkspace: withDefault('instancesPerWorkspace'),
   });
+}
+
+/**
+ * What a CLI command that talks to a running server needs, and nothing else: such a client may
+ * run where the server's database and secrets are not configured (production mode included).
+ */
+export interface ClientConfig {
+  readonly serverUrl: string | undefined;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly adminToken: string | undefined;
+}
+
+export function parseClientConfig(env: Readonly<Record<string, string | undefined>>): ClientConfig {
+  const problems: string[] = [];
+  const read = <T>(setting: Setting<T>): T | undefined => {
+    const raw = env[setting.name];
+    const source = raw === undefined || raw === '' ? setting.default : raw;
+    if (source === undefined) return undefined;
+    try {
+      return setting.parse(source);
+    } catch (error) {
+      problems.push(`${setting.name} ${(error as Error).message}`);
+      return undefined;
+    }
+  };
+  const config = { serverUrl: read(settings.serverUrl), port: read(settings.port), dataDir: read(settings.dataDir), adminToken: read(settings.adminToken) };
+  if (problems.length > 0 || config.port === undefined || config.dataDir === undefined) throw new ConfigError(problems);
+  return Object.freeze({ ...config, port: config.port, dataDir: config.dataDir });
 }
 
 /** The configuration table for the README, generated from the same definitions. */

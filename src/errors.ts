@@ -106,6 +106,11 @@ export const errorStatus = {
   workspace_context_missing: 500,
   // server state
   not_ready: 503,
+  /**
+   * The embedded database's data folder is held by another live process (`details.holder`: pid,
+   * hostname, since, command). Raised by the opener (server, worker, offline CLI), never by a route.
+   */
+  data_folder_locked: 503,
   /** PostgreSQL cannot be reached or refuses connections (down, restarting, out of connections): retry after `Retry-After`. */
   database_unavailable: 503,
   internal_error: 500,

@@ -1,19 +1,23 @@
 #!/usr/bin/env node
 /**
- * The `bulkhead` command. `serve` runs the server; the rest are operator commands.
- * Configuration comes from the environment only (see README), parsed once and frozen.
+ * The `bulkhead` command (docs/CLI.md). `serve` runs the server. The platform commands (tenant,
+ * workspace, api-key, audit) go through the running server's HTTP API unless given --offline;
+ * `migrate`, `keys …` and the --offline forms open the database themselves, which on the embedded
+ * database means only while no server holds its data folder. Configuration comes from the
+ * environment only (see README), parsed once and frozen.
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { ConfigError, configurationTable, parseConfig } from './config.js';
+import { ConfigError, configurationTable, parseClientConfig, parseConfig } from './config.js';
 import { serve, type ServeRole } from './cli/serve.js';
-import { createApiKey, createTenant, createWorkspace, keyStatus, ratchetWorkspaceKey, resealWorkspace, rotateRoot, rotateWorkspaceKey, runMigrate, verifyAudit } from './cli/admin-commands.js';
+import * as offline from './cli/admin-commands.js';
+import * as online from './cli/platform-commands.js';
+import { serverClient } from './cli/server-client.js';
 import { allScopes, type Scope } from './identity/scopes.js';
 
-const USAGE = `usage: bulkhead <command>
+const USAGE = `usage: bulkhead <command> [flags]        (reference: docs/CLI.md)
 
-  serve [--role api|worker|all]             run the server (default role: all)
-  migrate                                   apply database migrations
+Through the running server (its HTTP API; --offline opens the stopped database instead):
   tenant create --name N --slug S           create a tenant
   workspace create --tenant T --name N --environment E
   api-key create --workspace W --name N --scopes a,b [--cidr C]... [--expires-at ISO]
@@ -21,14 +25,25 @@ const USAGE = `usage: bulkhead <command>
   audit verify [--workspace W]              verify audit chains (exit 1 if any is broken)
   audit verify --checkpoint FILE            verify the chain a signed checkpoint names against it
                                             (exit 1 on checkpoint_mismatch; docs/AUDIT.md)
+    --url URL        the server (else BULKHEAD_URL, else http://127.0.0.1:$PORT)
+    --token T        the admin token (else BULKHEAD_ADMIN_TOKEN, else the data folder's secrets.json)
+    --offline        open the database directly; refused while a server holds the data folder
+
+On the database itself (the embedded one only while no server runs):
+  migrate                                   apply database migrations
   keys rotate-root                          rewrap every data key under the newest root key
                                             (development: generates that key in the data folder)
   keys rotate-workspace --workspace W       new data key for W; re-seals W's values under it
   keys reseal --workspace W                 re-seal values still under older data keys
   keys ratchet --workspace W --min N        refuse data keys below version N from now on
   keys status --workspace W                 key versions and values sealed below the current one
+
+  serve [--role api|worker|all]             run the server (default role: all)
   config                                    print the configuration table
 `;
+
+/** Commands that talk to the running server unless given --offline. */
+const SERVER_COMMANDS = new Set(['tenant create', 'workspace create', 'api-key create', 'audit verify']);
 
 class UsageError extends Error {}
 
@@ -39,6 +54,13 @@ function need(values: Record<string, unknown>, name: string): string {
 }
 
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+
+function scopesOf(values: Record<string, unknown>): Scope[] {
+  const scopes = need(values, 'scopes').split(',').map((s) => s.trim());
+  const unknown = scopes.filter((s) => !(allScopes as readonly string[]).includes(s));
+  if (unknown.length > 0) throw new UsageError(`unknown scopes: ${unknown.join(', ')} (known: ${allScopes.join(', ')})`);
+  return scopes as Scope[];
+}
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -56,6 +78,9 @@ async function main(argv: string[]): Promise<number> {
       'expires-at': { type: 'string' },
       min: { type: 'string' },
       checkpoint: { type: 'string' },
+      url: { type: 'string' },
+      token: { type: 'string' },
+      offline: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -68,8 +93,33 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${configurationTable()}\n`);
     return 0;
   }
-  const config = parseConfig(process.env);
+  const viaServer = SERVER_COMMANDS.has(command) && values.offline !== true;
+  if (!viaServer && (values.url !== undefined || values.token !== undefined)) {
+    throw new UsageError(`${command} opens the database itself: --url and --token do not apply${SERVER_COMMANDS.has(command) ? ' with --offline' : ''}`);
+  }
 
+  if (viaServer) {
+    const server = await serverClient({ url: values.url, token: values.token }, parseClientConfig(process.env));
+    switch (command) {
+      case 'tenant create':
+        print(await online.createTenant(server, { name: need(values, 'name'), slug: need(values, 'slug') }));
+        return 0;
+      case 'workspace create':
+        print(await online.createWorkspace(server, { tenantId: need(values, 'tenant'), name: need(values, 'name'), environment: need(values, 'environment') }));
+        return 0;
+      case 'api-key create':
+        print(await online.createApiKey(server, { workspaceId: need(values, 'workspace'), name: need(values, 'name'), scopes: scopesOf(values), allowedCidrs: values.cidr ?? [], expiresAt: values['expires-at'] }));
+        return 0;
+      default: {
+        const checkpoint = values.checkpoint === undefined ? undefined : await readFile(values.checkpoint, 'utf8');
+        const reports = await online.verifyAudit(server, values.workspace, checkpoint);
+        print(reports);
+        return reports.every((r) => r.valid) ? 0 : 1;
+      }
+    }
+  }
+
+  const config = parseConfig(process.env);
   switch (command) {
     case 'serve': {
       const role = (values.role ?? 'all') as ServeRole;
@@ -78,44 +128,40 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'migrate':
-      print(await runMigrate(config));
+      print(await offline.runMigrate(config));
       return 0;
     case 'tenant create':
-      print(await createTenant(config, { name: need(values, 'name'), slug: need(values, 'slug') }));
+      print(await offline.createTenant(config, { name: need(values, 'name'), slug: need(values, 'slug') }));
       return 0;
     case 'workspace create':
-      print(await createWorkspace(config, { tenantId: need(values, 'tenant'), name: need(values, 'name'), environment: need(values, 'environment') }));
+      print(await offline.createWorkspace(config, { tenantId: need(values, 'tenant'), name: need(values, 'name'), environment: need(values, 'environment') }));
       return 0;
-    case 'api-key create': {
-      const scopes = need(values, 'scopes').split(',').map((s) => s.trim());
-      const unknown = scopes.filter((s) => !(allScopes as readonly string[]).includes(s));
-      if (unknown.length > 0) throw new UsageError(`unknown scopes: ${unknown.join(', ')} (known: ${allScopes.join(', ')})`);
-      print(await createApiKey(config, { workspaceId: need(values, 'workspace'), name: need(values, 'name'), scopes: scopes as Scope[], allowedCidrs: values.cidr ?? [], expiresAt: values['expires-at'] }));
+    case 'api-key create':
+      print(await offline.createApiKey(config, { workspaceId: need(values, 'workspace'), name: need(values, 'name'), scopes: scopesOf(values), allowedCidrs: values.cidr ?? [], expiresAt: values['expires-at'] }));
       return 0;
-    }
     case 'audit verify': {
       const checkpoint = values.checkpoint === undefined ? undefined : await readFile(values.checkpoint, 'utf8');
-      const reports = await verifyAudit(config, values.workspace, checkpoint);
+      const reports = await offline.verifyAudit(config, values.workspace, checkpoint);
       print(reports);
       return reports.every((r) => r.valid) ? 0 : 1;
     }
     case 'keys rotate-root':
-      print(await rotateRoot(config));
+      print(await offline.rotateRoot(config));
       return 0;
     case 'keys rotate-workspace':
-      print(await rotateWorkspaceKey(config, need(values, 'workspace')));
+      print(await offline.rotateWorkspaceKey(config, need(values, 'workspace')));
       return 0;
     case 'keys reseal':
-      print(await resealWorkspace(config, need(values, 'workspace')));
+      print(await offline.resealWorkspace(config, need(values, 'workspace')));
       return 0;
     case 'keys ratchet': {
       const min = Number(need(values, 'min'));
       if (!Number.isInteger(min) || min < 1) throw new UsageError('--min must be a positive integer');
-      print(await ratchetWorkspaceKey(config, need(values, 'workspace'), min));
+      print(await offline.ratchetWorkspaceKey(config, need(values, 'workspace'), min));
       return 0;
     }
     case 'keys status':
-      print(await keyStatus(config, need(values, 'workspace')));
+      print(await offline.keyStatus(config, need(values, 'workspace')));
       return 0;
     default:
       throw new UsageError(`unknown command "${command}"`);

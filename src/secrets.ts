@@ -84,6 +84,23 @@ export async function resolveSecrets(config: Config): Promise<ResolvedSecrets> {
 }
 
 /**
+ * The admin token stored in a data folder's secrets file, without generating anything: what the
+ * CLI uses to talk to a local server when neither `--token` nor BULKHEAD_ADMIN_TOKEN is given.
+ */
+export async function readStoredAdminToken(dataDir: string): Promise<string | undefined> {
+  const file = secretsFile(dataDir);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new Error(`cannot read ${file}`, { cause: error });
+  }
+  const token = (JSON.parse(text) as SecretsFile).adminToken;
+  return typeof token === 'string' && token !== '' ? token : undefined;
+}
+
+/**
  * Development mode only: adds a new, higher root key version to the data folder's secrets file
  * (for `bulkhead keys rotate-root`). In production the operator adds it to BULKHEAD_ROOT_KEYS.
  */

@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { WithPlatform, WithWorkspace } from '../db/tenant-tx.js';
 import { principalOf } from '../http/auth.js';
-import { named, Page, PageQuery, Timestamp } from '../http/schemas.js';
+import { IdParams, named, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
 import { decodeCursor, toPage } from '../pagination.js';
 import { type AuditEntry, PLATFORM_CHAIN } from './chain.js';
@@ -111,7 +111,7 @@ function anchorFrom(raw: string | undefined, signer: CheckpointSigner, chain: st
   return { seq: checkpoint.seq, hash: checkpoint.hash };
 }
 
-export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform; auditCheckpoints: CheckpointSigner }): void {
+export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: WithWorkspace; withPlatform: WithPlatform; auditCheckpoints: CheckpointSigner; getWorkspace: (id: string) => Promise<{ readonly id: string }> }): void {
   const signer = deps.auditCheckpoints;
   const read = { auth: { scope: 'audit:read' as const } };
   app.get('/v1/audit-log', { config: read, schema: { operationId: 'listAuditLog', summary: 'List the workspace\'s audit log', description: 'Lists the workspace\'s audit entries in chain order (`seq` ascending), each with the hash that links it to the one before.', tags: ['audit'], querystring: PageQuery, response: { 200: Page(Entry) } } }, async (request) => {
@@ -176,4 +176,13 @@ export function registerAuditRoutes(app: HttpServer, deps: { withWorkspace: With
       response: { 200: CheckpointSchema },
     },
   }, async () => signer.sign(await deps.withPlatform((tx) => platformAudit.current(tx))));
+  // The platform operator's view of one workspace's chain (`bulkhead audit verify` checks every chain without a workspace key).
+  app.get('/v1/workspaces/:id/audit-log/verify', {
+    config: admin,
+    schema: { operationId: 'verifyWorkspaceAuditLog', summary: 'Verify a workspace\'s audit chain (admin)', description: 'The platform\'s view of one workspace\'s chain, as `verifyAuditLog` answers it to the workspace.', tags: ['audit'], params: IdParams('workspace'), querystring: VerifyQuery, errors: ['checkpoint_invalid'], response: { 200: Verify } },
+  }, async (request) => {
+    const workspace = await deps.getWorkspace(request.params.id);
+    const anchor = anchorFrom(request.query.checkpoint, signer, workspace.id);
+    return deps.withWorkspace(workspace.id, (tx) => workspaceAudit.verify(tx, anchor));
+  });
 }

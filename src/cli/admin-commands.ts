@@ -1,6 +1,9 @@
 /**
- * Operator commands that act on the database directly (no running server needed). Each opens the
- * database the server would use, runs one service call as the `cli` actor, prints JSON and closes.
+ * Operator commands that open the database themselves: `migrate`, `keys …`, and the `--offline`
+ * forms of the platform commands. Each opens the database the server would use, runs one service
+ * call as the `cli` actor, prints JSON and closes. On the embedded database that needs the data
+ * folder's lock, so they refuse (`data_folder_locked`, naming the holder) while a server runs;
+ * on PostgreSQL they run beside it as they always have (PostgreSQL serialises its clients).
  */
 import { hostname, userInfo } from 'node:os';
 import { type Core, createCore } from '../app.js';
@@ -10,7 +13,9 @@ import type { ActionContext } from '../audit/context.js';
 import { platformAudit, workspaceAudit } from '../audit/store.js';
 import type { Config } from '../config.js';
 import { migrate } from '../db/migrate.js';
+import type { Database } from '../db/types.js';
 import { databaseRef, openDatabase } from '../db/open.js';
+import { BulkheadError } from '../errors.js';
 import type { Scope } from '../identity/scopes.js';
 import { createLogger } from '../logging.js';
 import { systemRuntime } from '../runtime.js';
@@ -19,10 +24,27 @@ import { countBelow } from '../vault/reseal.js';
 
 const cliContext = (): ActionContext => ({ actor: { type: 'cli', id: `${userInfo().username}@${hostname()}` } });
 
-async function withCore<T>(config: Config, fn: (core: Core) => Promise<T>): Promise<T> {
-  const { secrets } = await resolveSecrets(config);
-  const database = await openDatabase(config);
+/** The database, or `data_folder_locked` saying that this command needs the server stopped. */
+async function open(config: Config): Promise<Database> {
   try {
+    return await openDatabase(config, { onTakeover: (message) => process.stderr.write(`${message}\n`) });
+  } catch (error) {
+    if (error instanceof BulkheadError && error.code === 'data_folder_locked') {
+      throw new BulkheadError('data_folder_locked', `${error.message} This command opens the embedded database itself, so it runs only while no server does: stop the server, run it, start the server again (tenant, workspace, api-key and audit commands go through the running server without --offline).`, { cause: error, details: error.details ?? {} });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Opens the database (the lock first: nothing is touched while a server has the folder), runs
+ * `prepare` (which may change the secrets file), then builds the core with the secrets as they are.
+ */
+async function withCore<T>(config: Config, fn: (core: Core) => Promise<T>, prepare?: () => Promise<void>): Promise<T> {
+  const database = await open(config);
+  try {
+    await prepare?.();
+    const { secrets } = await resolveSecrets(config);
     // The embedded database has no separate deployment step: bring its schema up to date here too.
     if (config.databaseUrl === undefined) await migrate(database, config.appRole);
     const core = createCore({ config, secrets, logger: createLogger({ level: 'warn' }), db: databaseRef(database), runtime: systemRuntime });
@@ -37,7 +59,7 @@ async function withCore<T>(config: Config, fn: (core: Core) => Promise<T>): Prom
 }
 
 export async function runMigrate(config: Config): Promise<unknown> {
-  const database = await openDatabase(config);
+  const database = await open(config);
   try {
     return await migrate(database, config.appRole);
   } finally {
@@ -91,7 +113,13 @@ export const verifyAudit = (config: Config, workspaceId: string | undefined, che
 
 /** `keys rotate-root`: every data key rewrapped under the newest root version (development: one is generated first). */
 export async function rotateRoot(config: Config): Promise<unknown> {
-  const generatedVersion = config.env !== 'production' && config.rootKeys === undefined ? await addGeneratedRootKey(config) : undefined;
+  let generatedVersion: number | undefined;
+  const generate = async () => {
+    if (config.env !== 'production' && config.rootKeys === undefined) {
+      await resolveSecrets(config); // a fresh folder gets its secrets file first
+      generatedVersion = await addGeneratedRootKey(config);
+    }
+  };
   return withCore(config, async (core) => {
     const result = await core.withPlatform(async (tx) => {
       const rewrapped = await core.vault.rewrapRoot(tx);
@@ -99,7 +127,7 @@ export async function rotateRoot(config: Config): Promise<unknown> {
       return rewrapped;
     });
     return { ...result, generatedVersion: generatedVersion ?? null, note: 'older root key versions may now be removed from the configuration' };
-  });
+  }, generate);
 }
 
 export const rotateWorkspaceKey = (config: Config, workspaceId: string) =>

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { buildApp } from '../app.js';
 import type { Config } from '../config.js';
 import { migrate, schemaIsCurrent } from '../db/migrate.js';
-import { databaseRef, openDatabase } from '../db/open.js';
+import { databaseRef, lockEmbeddedDataFolder, openDatabase } from '../db/open.js';
 import type { Database } from '../db/types.js';
 import { createLogger } from '../logging.js';
 import { systemRuntime } from '../runtime.js';
@@ -17,6 +17,9 @@ export type ServeRole = 'api' | 'worker' | 'all';
 
 export async function serve(config: Config, role: ServeRole): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
+  // Before anything listens: a second server (or worker) on the same embedded data folder would
+  // corrupt it, so it stops here, naming the holder (`data_folder_locked`).
+  const lock = await lockEmbeddedDataFolder(config, { onTakeover: (message, stale) => { logger.warn({ stale }, message); } });
   const resolved = await resolveSecrets(config);
   if (resolved.generated.length > 0) {
     logger.warn({ file: resolved.file, generated: resolved.generated }, 'generated missing secrets into the data folder (development mode only)');
@@ -45,11 +48,12 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
     stop: async (graceMs) => {
       await app.close(graceMs);
       await database?.close();
+      await lock?.release(); // when the database never opened; a no-op after its close
       redis?.disconnect();
     },
   });
   try {
-    database = await openDatabase(config);
+    database = await openDatabase(config, { lock });
     const embedded = config.databaseUrl === undefined;
     if (embedded || config.env === 'development') {
       const result = await migrate(database, config.appRole);
@@ -63,6 +67,7 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
     logger.fatal({ err: error }, 'could not open the database');
     await app.close();
     await database?.close();
+    await lock?.release();
     redis?.disconnect();
     process.exitCode = 1;
     return;

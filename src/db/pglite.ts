@@ -4,14 +4,17 @@
  * switch to the application role, and PGlite serialises transactions for us.
  */
 import { PGlite } from '@electric-sql/pglite';
+import type { DataFolderLock } from './data-folder-lock.js';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
 
-export interface PGliteOptions {
-  /** Folder to persist to; undefined keeps everything in memory (tests). */
-  readonly dataDir?: string | undefined;
-  /** A data-dir tarball (from `dumpDataDir`) to start from: tests clone a migrated template. */
-  readonly loadDataDir?: Blob | File | undefined;
-}
+/**
+ * In memory (tests), optionally from a data-dir tarball (`dumpDataDir`: tests clone a migrated
+ * template); or persisted to a folder, which needs that folder's lock (two processes on one
+ * folder corrupt it: see data-folder-lock.ts). The lock is released when the database closes.
+ */
+export type PGliteOptions =
+  | { readonly dataDir?: undefined; readonly loadDataDir?: Blob | File | undefined }
+  | { readonly dataDir: string; readonly lock: DataFolderLock; readonly loadDataDir?: undefined };
 
 function wrap(runner: Pick<PGlite, 'query' | 'exec'>): Queryable {
   return {
@@ -26,10 +29,17 @@ function wrap(runner: Pick<PGlite, 'query' | 'exec'>): Queryable {
 }
 
 export async function openPGlite(options: PGliteOptions = {}): Promise<Database & { readonly pglite: PGlite }> {
-  const pglite = await PGlite.create({
-    ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
-    ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
-  });
+  const lock = options.dataDir === undefined ? undefined : options.lock;
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create({
+      ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir }),
+      ...(options.loadDataDir === undefined ? {} : { loadDataDir: options.loadDataDir }),
+    });
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   const pool: Pool = {
     ...wrap(pglite),
     transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
@@ -63,6 +73,12 @@ export async function openPGlite(options: PGliteOptions = {}): Promise<Database 
         },
       };
     },
-    close: () => pglite.close(),
+    async close() {
+      try {
+        await pglite.close();
+      } finally {
+        await lock?.release();
+      }
+    },
   };
 }
