@@ -2,6 +2,7 @@
  * `bulkhead serve`: listen first (so /healthz answers while the embedded database starts), then
  * open the database, migrate where appropriate, and become ready.
  */
+import path from 'node:path';
 import { Redis } from 'ioredis';
 import { buildApp } from '../app.js';
 import type { Config } from '../config.js';
@@ -18,9 +19,17 @@ export type ServeRole = 'api' | 'worker' | 'all';
 export async function serve(config: Config, role: ServeRole): Promise<void> {
   const logger = createLogger({ level: config.logLevel });
   // Before anything listens: a second server (or worker) on the same embedded data folder would
-  // corrupt it, so it stops here, naming the holder (`data_folder_locked`).
-  const lock = await lockEmbeddedDataFolder(config, { onTakeover: (message, stale) => { logger.warn({ stale }, message); } });
+  // corrupt it, so it stops here, naming the holder (`data_folder_locked`). Its takeover warning
+  // waits until the admin token line is out, so that line is the first thing a first start prints.
+  let takeover: { message: string; stale: unknown } | undefined;
+  const lock = await lockEmbeddedDataFolder(config, { onTakeover: (message, stale) => { takeover = { message, stale }; } });
   const resolved = await resolveSecrets(config);
+  // Deliberately not through the logger, and before any JSON line: this is the one time the admin
+  // token is shown, on the operator's terminal, and log pipelines must never carry it.
+  if (resolved.generated.includes('adminToken') && resolved.file !== undefined) {
+    process.stdout.write(`${adminTokenLine(resolved.secrets.adminToken, resolved.file)}\n`);
+  }
+  if (takeover !== undefined) logger.warn({ stale: takeover.stale }, takeover.message);
   if (resolved.generated.length > 0) {
     logger.warn({ file: resolved.file, generated: resolved.generated }, 'generated missing secrets into the data folder (development mode only)');
   }
@@ -32,13 +41,7 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
   const address = await app.http.listen({ host: config.host, port: config.port });
   app.core.setListeningOn(address);
 
-  // Deliberately not through the logger: this is the one time the admin token is shown, on the
-  // operator's terminal, and log pipelines must never carry it.
-  const banner = [`Bulkhead ${role} listening on ${address}`];
-  if (resolved.generated.includes('adminToken')) {
-    banner.push('', 'Admin token (shown once; also stored in the data folder\'s secrets.json):', `  ${resolved.secrets.adminToken}`, '');
-  }
-  process.stdout.write(`${banner.join('\n')}\n`);
+  process.stdout.write(`Bulkhead ${role} listening on ${address}\n`);
 
   let database: Database | undefined;
   // From here a signal drains and exits, also while the database is still opening.
@@ -72,4 +75,12 @@ export async function serve(config: Config, role: ServeRole): Promise<void> {
     process.exitCode = 1;
     return;
   }
+}
+
+/**
+ * The first start's one plain line: the token, and the file it stays in (absolute, so it can be
+ * found again from any directory; `jq -r .adminToken FILE` reads it back).
+ */
+export function adminTokenLine(adminToken: string, file: string): string {
+  return `Admin token (first start; kept in ${path.resolve(file)} as "adminToken"): ${adminToken}`;
 }
