@@ -163,6 +163,8 @@ describe('the README first session', () => {
     const first = server.output().split('\n')[0] ?? '';
     const stored = JSON.parse(await readFile(path.join(dir, 'secrets.json'), 'utf8')) as { adminToken: string };
     expect(first).toBe(`Admin token (first start; kept in ${path.join(dir, 'secrets.json')} as "adminToken"): ${stored.adminToken}`);
+    // That line is the only place it appears: no log line carries it.
+    expect(server.output().split(stored.adminToken)).toHaveLength(2);
   });
 
   it('runs every block verbatim in bash, and the receiver it starts sees what the README says', async () => {
