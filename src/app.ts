@@ -45,6 +45,8 @@ import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createQueueFigures } from './metrics/queue-figures.js';
+import { registerUsageRoutes } from './limits/routes.js';
+import { createUsageService } from './limits/usage.js';
 import { createEventService } from './events/ingest.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { registerEventRoutes } from './events/routes.js';
@@ -224,6 +226,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations: core.integrations });
     registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances: core.instances, limits: { instances: config.instancesPerWorkspace } });
     registerExecutionRoutes(http, { withWorkspace: core.withWorkspace, executions: core.executions });
+    registerUsageRoutes(http, {
+      usage: createUsageService({
+        withPlatform: core.withPlatform,
+        withWorkspace: core.withWorkspace,
+        now: () => runtime.now(),
+        defaults: { eventsPerMonth: config.eventsPerMonth, connectionsPerWorkspace: config.connectionsPerWorkspace, destinationsPerWorkspace: config.destinationsPerWorkspace, rulesPerWorkspace: config.rulesPerWorkspace, instancesPerWorkspace: config.instancesPerWorkspace, inboundSourcesPerWorkspace: MAX_SOURCES_PER_WORKSPACE },
+      }),
+    });
     registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();
