@@ -44,6 +44,9 @@ import { createLocalRootKeyProvider } from './vault/root-keys.js';
 import { createResealer } from './vault/reseal.js';
 import { createVault } from './vault/vault.js';
 import { createMetrics } from './metrics/metrics.js';
+import { createQueueFigures } from './metrics/queue-figures.js';
+import { registerUsageRoutes } from './limits/routes.js';
+import { createUsageService } from './limits/usage.js';
 import { createEventService } from './events/ingest.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { registerEventRoutes } from './events/routes.js';
@@ -198,7 +201,15 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: rememberUnknownKeys(core.authenticator), rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
-  createMetrics({ egress: core.egress.metrics, inbound: core.inbound.metrics }).register(http);
+  const metrics = createMetrics({
+    egress: core.egress.metrics,
+    inbound: core.inbound.metrics,
+    relay: core.relay.metrics,
+    sandbox: () => core.sandbox.stats(),
+    // Cached a few seconds: scrapes (several Prometheus servers, a dashboard refresh) cannot load the database.
+    queues: createQueueFigures({ withPlatform: core.withPlatform, now: () => runtime.now(), cacheMs: 5_000 }),
+  });
+  metrics.register(http);
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
@@ -215,6 +226,14 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations: core.integrations });
     registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances: core.instances, limits: { instances: config.instancesPerWorkspace } });
     registerExecutionRoutes(http, { withWorkspace: core.withWorkspace, executions: core.executions });
+    registerUsageRoutes(http, {
+      usage: createUsageService({
+        withPlatform: core.withPlatform,
+        withWorkspace: core.withWorkspace,
+        now: () => runtime.now(),
+        defaults: { eventsPerMonth: config.eventsPerMonth, connectionsPerWorkspace: config.connectionsPerWorkspace, destinationsPerWorkspace: config.destinationsPerWorkspace, rulesPerWorkspace: config.rulesPerWorkspace, instancesPerWorkspace: config.instancesPerWorkspace, inboundSourcesPerWorkspace: MAX_SOURCES_PER_WORKSPACE },
+      }),
+    });
     registerInboundRoutes(http, { withWorkspace: core.withWorkspace, sources: core.inbound.sources, receiver: core.inbound.receiver, maxSources: MAX_SOURCES_PER_WORKSPACE, bodyLimit: config.bodyLimitBytes, redis: options.redis });
   }
   await http.ready();
@@ -242,6 +261,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       circuitCooldownMs: config.circuitCooldownMs,
     },
     cutShort: () => cut,
+    observer: metrics.delivery,
   });
   const runner = createExecutionRunner({
     withPlatform: core.withPlatform,

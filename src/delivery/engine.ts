@@ -46,6 +46,24 @@ export interface EngineOptions {
   readonly circuitCooldownMs: number;
 }
 
+/** How an attempt ended, as `/metrics` counts it: the receiver's status class, or no answer. */
+export type AttemptOutcomeClass = '2xx' | '3xx' | '4xx' | '5xx' | 'timeout' | 'error';
+
+/** What the engine reports as it works (metrics/metrics.ts counts it). */
+export interface DeliveryObserver {
+  claimed(seconds: number): void;
+  attempted(outcome: AttemptOutcomeClass): void;
+}
+
+export function outcomeClass(outcome: { readonly status?: number; readonly error?: string }): AttemptOutcomeClass {
+  if (outcome.status !== undefined) {
+    const hundreds = Math.floor(outcome.status / 100);
+    // Below 200 cannot reach here as a final answer; above 5xx is counted with the server errors.
+    return hundreds <= 2 ? '2xx' : hundreds === 3 ? '3xx' : hundreds === 4 ? '4xx' : '5xx';
+  }
+  return outcome.error === 'egress_timeout' ? 'timeout' : 'error';
+}
+
 interface DeliveryRow {
   id: string;
   event_id: string | null;
@@ -100,6 +118,7 @@ export function createDeliveryEngine(deps: {
   options: EngineOptions;
   /** Shutdown's grace period is over and what is in flight is being cut: such an attempt says nothing about the receiver. */
   cutShort?: () => boolean;
+  observer?: DeliveryObserver | undefined;
 }) {
   const { withPlatform, withWorkspace, vault, runtime, options } = deps;
   const owner = `wrk_${randomBytes(8).toString('hex')}`;
@@ -115,7 +134,14 @@ export function createDeliveryEngine(deps: {
     localMaxPerDestination: Math.max(1, Math.ceil(options.concurrency / 2)),
     localInFlight: (destinationId: string) => inflightByDestination.get(destinationId) ?? 0,
   };
-  const claim = (limit: number) => claimDue(withPlatform, runtime.now(), limit, claimOptions);
+  const claim = async (limit: number) => {
+    const started = performance.now();
+    try {
+      return await claimDue(withPlatform, runtime.now(), limit, claimOptions);
+    } finally {
+      deps.observer?.claimed((performance.now() - started) / 1000);
+    }
+  };
 
   /** Reads what the attempt needs, in the delivery's workspace; undefined if the lease was lost. */
   async function prepare(claimed: Claimed) {
@@ -231,6 +257,7 @@ export function createDeliveryEngine(deps: {
       const code = error instanceof BulkheadError ? error.code : 'egress_failed';
       outcome = { error: code, startedAt, durationMs: Math.round(performance.now() - started) };
     }
+    deps.observer?.attempted(outcomeClass(outcome));
     await withWorkspace(claimed.workspace_id, (tx) => record(tx, prepared.delivery, prepared.eventType, outcome));
   }
 

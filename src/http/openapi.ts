@@ -44,6 +44,7 @@ export const tags = [
   { name: 'instances', description: 'Installed integrations of a workspace.' },
   { name: 'executions', description: 'Runs of integration logic: read and retry.' },
   { name: 'inbound', description: 'Inbound webhook sources and the public `/hooks` endpoint.' },
+  { name: 'usage', description: 'Counts against limits.' },
 ] as const;
 const tagNames = new Set<string>(tags.map((t) => t.name));
 

@@ -6,6 +6,7 @@ export const allScopes = [
   'proxy',
   'keys:manage',
   'audit:read',
+  'usage:read',
   '*',
 ] as const;
 

@@ -42,6 +42,13 @@ export interface RelayResponse {
 /** Responses that declare at most this many bytes are read whole instead of streamed. */
 const BUFFER_LIMIT = 256 * 1024;
 
+/** How relay calls ended, counted for `/metrics`: the relay log's outcomes, and `refused` for calls never sent (no such or inactive connection, target not allowed, refresh failed). */
+export type RelayOutcome = RelayLogEntry['outcome'] | 'refused';
+
+export interface RelayMetrics {
+  readonly outcomes: ReadonlyMap<RelayOutcome, number>;
+}
+
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'DELETE']);
 const MAX_RESPONSE_BYTES = 50 * 1024 * 1024;
 
@@ -57,6 +64,13 @@ export function createRelay(deps: {
   const maxRetries = deps.maxRetries ?? 2;
   const maxRetryAfterMs = deps.maxRetryAfterMs ?? 10_000;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const outcomes = new Map<RelayOutcome, number>();
+  const count = (outcome: RelayOutcome) => { outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1); };
+  /** Every call that went out is logged exactly once, so counting here counts each call once. */
+  const record = (workspaceId: string, entry: RelayLogEntry) => {
+    count(entry.outcome);
+    deps.log.record(workspaceId, entry);
+  };
 
   function retryDelay(response: StreamResponse, attempt: number): number | undefined {
     const header = response.headers['retry-after'];
@@ -70,11 +84,21 @@ export function createRelay(deps: {
     return Number.isFinite(ms) && ms <= maxRetryAfterMs ? Math.max(0, ms) : undefined;
   }
 
+  async function prepare(request: RelayRequest) {
+    try {
+      const { provider, credential } = await deps.connections.use(request.workspaceId, request.connectionId);
+      return { provider, credential, target: relayTarget(provider.baseUrls, { path: request.path, query: request.query, baseUrl: request.baseUrl }) };
+    } catch (error) {
+      count('refused');
+      throw error;
+    }
+  }
+
   return {
+    metrics: { outcomes } satisfies RelayMetrics,
     async call(request: RelayRequest): Promise<RelayResponse> {
       const started = performance.now();
-      const { provider, credential } = await deps.connections.use(request.workspaceId, request.connectionId);
-      const target = relayTarget(provider.baseUrls, { path: request.path, query: request.query, baseUrl: request.baseUrl });
+      const { provider, credential, target } = await prepare(request);
       const injection = injectionFor(provider, credential);
       for (const [name, value] of Object.entries(injection.query)) target.searchParams.set(name, value);
       const headers = { ...forwardedRequestHeaders(request.headers), ...injection.headers };
@@ -117,7 +141,7 @@ export function createRelay(deps: {
           response = await deps.http.stream(target.toString(), { method, headers, body: body ?? null, maxResponseBytes: MAX_RESPONSE_BYTES });
         } catch (error) {
           const code = error instanceof BulkheadError ? error.code : undefined;
-          deps.log.record(request.workspaceId, logEntry({ outcome: code === 'egress_blocked' ? 'blocked' : code === 'egress_timeout' ? 'timeout' : 'failed' }, attempt));
+          record(request.workspaceId, logEntry({ outcome: code === 'egress_blocked' ? 'blocked' : code === 'egress_timeout' ? 'timeout' : 'failed' }, attempt));
           if (error instanceof BulkheadError) throw error;
           throw new BulkheadError('upstream_unavailable', 'the provider could not be reached', { cause: error });
         }
@@ -135,11 +159,11 @@ export function createRelay(deps: {
           try {
             for await (const chunk of response.body) chunks.push(chunk as Buffer);
           } catch (error) {
-            deps.log.record(request.workspaceId, logEntry({ outcome: 'failed', status: response.status }, attempt));
+            record(request.workspaceId, logEntry({ outcome: 'failed', status: response.status }, attempt));
             throw error instanceof BulkheadError ? error : new BulkheadError('upstream_unavailable', 'the provider\'s response was cut short', { cause: error });
           }
           const whole = Buffer.concat(chunks);
-          deps.log.record(request.workspaceId, logEntry({ outcome: response.status >= 500 ? 'upstream_error' : 'ok', status: response.status, responseBytes: whole.length }, attempt));
+          record(request.workspaceId, logEntry({ outcome: response.status >= 500 ? 'upstream_error' : 'ok', status: response.status, responseBytes: whole.length }, attempt));
           return { status: response.status, headers: returnedResponseHeaders(response.headers, secrets), body: scrubBuffer(whole, secrets) };
         }
         let responseBytes = 0;
@@ -153,7 +177,7 @@ export function createRelay(deps: {
         );
         const scrubbed = counted.pipe(createScrubber(secrets));
         const finish = (outcome: RelayLogEntry['outcome']) => {
-          deps.log.record(request.workspaceId, logEntry({ outcome, status: response.status, responseBytes }, attempt));
+          record(request.workspaceId, logEntry({ outcome, status: response.status, responseBytes }, attempt));
         };
         response.body.once('end', () => { finish(response.status >= 500 ? 'upstream_error' : 'ok'); });
         response.body.once('error', (error) => {
