@@ -2617,9 +2617,9 @@ export interface operations {
     };
     listTenants: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -2715,8 +2715,8 @@ export interface operations {
     };
     deleteTenant: {
         parameters: {
-            query: {
-                cascade: boolean;
+            query?: {
+                cascade?: boolean;
             };
             header?: never;
             path: {
@@ -2788,9 +2788,9 @@ export interface operations {
     };
     listWorkspaces: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path: {
@@ -2938,9 +2938,9 @@ export interface operations {
     };
     listWorkspaceApiKeys: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path: {
@@ -2998,9 +2998,9 @@ export interface operations {
     };
     listApiKeys: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -3165,9 +3165,9 @@ export interface operations {
     };
     listAuditLog: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -3292,9 +3292,9 @@ export interface operations {
     };
     listPlatformAuditLog: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -3555,9 +3555,9 @@ export interface operations {
     };
     listConnections: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 provider?: string;
                 status?: "active" | "needs_reauth" | "revoked" | "error";
             };
@@ -3896,9 +3896,9 @@ export interface operations {
     };
     listRelayLog: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 connectionId?: string;
             };
             header?: never;
@@ -3924,9 +3924,9 @@ export interface operations {
     };
     listOperationalEvents: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -3951,9 +3951,9 @@ export interface operations {
     };
     listDestinations: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -4240,9 +4240,9 @@ export interface operations {
     };
     listRules: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -4418,9 +4418,9 @@ export interface operations {
     };
     listEvents: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 type?: string;
                 resource?: string;
                 since?: string;
@@ -4551,9 +4551,9 @@ export interface operations {
     };
     listDeliveries: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 status?: "pending" | "delivering" | "retrying" | "delivered" | "failed" | "cancelled";
                 destinationId?: string;
                 eventId?: string;
@@ -4721,9 +4721,9 @@ export interface operations {
     };
     listIntegrations: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -4885,9 +4885,9 @@ export interface operations {
     };
     listIntegrationCatalog: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
@@ -4967,9 +4967,9 @@ export interface operations {
     };
     listInstances: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 integrationId?: string;
             };
             header?: never;
@@ -5220,9 +5220,9 @@ export interface operations {
     };
     listExecutions: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
                 ruleId?: string;
                 instanceId?: string;
                 status?: "queued" | "running" | "succeeded" | "failed";
@@ -5352,9 +5352,9 @@ export interface operations {
     };
     listInboundSources: {
         parameters: {
-            query: {
+            query?: {
                 cursor?: components["parameters"]["query.cursor"];
-                limit: components["parameters"]["query.limit"];
+                limit?: components["parameters"]["query.limit"];
             };
             header?: never;
             path?: never;
