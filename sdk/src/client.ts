@@ -52,11 +52,16 @@ const defaultSleep = (ms: number, signal?: AbortSignal) =>
     }, { once: true });
   });
 
+/** A path or query value as text: strings, numbers and booleans as they are, anything else as JSON. */
+function scalar(value: unknown): string {
+  return typeof value === 'string' ? value : typeof value === 'number' || typeof value === 'boolean' ? String(value) : JSON.stringify(value);
+}
+
 function fillPath(template: string, input: AnyInput): string {
   return template.replace(/\{([^}]+)\}/g, (_, name: string) => {
     const value = input[name];
     if (value === undefined || value === null) throw new TypeError(`path parameter "${name}" is required`);
-    const text = String(value as string | number);
+    const text = scalar(value);
     // The relay's `{*}` is a path of its own: its slashes stay, its segments are encoded.
     return name === '*' ? text.split('/').map(encodeURIComponent).join('/') : encodeURIComponent(text);
   });
@@ -67,7 +72,7 @@ function queryString(query: Record<string, unknown> | undefined): string {
   const params = new URLSearchParams();
   for (const [name, value] of Object.entries(query)) {
     if (value === undefined || value === null) continue;
-    for (const v of Array.isArray(value) ? (value as unknown[]) : [value]) params.append(name, typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean));
+    for (const v of Array.isArray(value) ? (value as unknown[]) : [value]) params.append(name, scalar(v));
   }
   const text = params.toString();
   return text === '' ? '' : `?${text}`;

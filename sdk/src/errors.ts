@@ -31,7 +31,7 @@ export class BulkheadApiError extends Error {
     const problem = parseProblem(text);
     if (problem === undefined) return new BulkheadApiError(response.status, UNEXPECTED_RESPONSE, text.slice(0, 500) || response.statusText, headerId, undefined, seconds);
     const requestId = typeof problem['requestId'] === 'string' ? problem['requestId'] : headerId;
-    return new BulkheadApiError(response.status, problem['code'] as ErrorCode, String(problem['detail'] ?? ''), requestId, problem, seconds);
+    return new BulkheadApiError(response.status, problem['code'] as ErrorCode, typeof problem['detail'] === 'string' ? problem['detail'] : '', requestId, problem, seconds);
   }
 }
 

@@ -19,7 +19,7 @@ describe('the SDK generated from /openapi.json', () => {
 
   it('gives every operation one method: tag → group, operationId minus the tag noun → method', async () => {
     const doc = await serverDocument();
-    const table = operationTable(doc as Parameters<typeof operationTable>[0]);
+    const table = operationTable(doc);
     const ids = Object.values(table).flatMap((g) => Object.values(g).map((e) => e.operationId));
     const documented = Object.values(doc.paths).flatMap((item) => Object.values(item).flatMap((op) => (typeof op === 'object' && op !== null && 'operationId' in op ? [String(op.operationId)] : [])));
     expect(ids.sort()).toEqual(documented.sort());
