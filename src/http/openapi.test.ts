@@ -98,6 +98,13 @@ describe('the OpenAPI document', () => {
     expect(ids).toEqual(expect.arrayContaining(['createTenant', 'listTenants', 'createApiKey', 'rotateApiKey', 'createEvent', 'listDeliveries', 'getDelivery', 'retryDelivery', 'retryExecution', 'receiveInboundWebhook', 'getProxy', 'postProxy']));
   });
 
+  it('does not require a query parameter that has a default (`limit`, `cascade`): the server fills it in', () => {
+    const params = operations(doc).flatMap(({ op, item }) => [...((item as { parameters?: unknown[] }).parameters ?? []), ...(op.parameters ?? [])] as { in: string; name: string; required?: boolean; schema?: { default?: unknown } }[]);
+    const defaulted = params.filter((p) => p.in === 'query' && p.schema?.default !== undefined);
+    expect(defaulted.map((p) => p.name)).toEqual(expect.arrayContaining(['limit', 'cascade']));
+    for (const p of defaulted) expect(p.required, p.name).not.toBe(true);
+  });
+
   it('states each operation\'s credential: admin token, or an API key with the one scope it needs, named in the extension and the description', () => {
     for (const { path, method, op } of operations(raw)) {
       const where = `${method} ${path}`;

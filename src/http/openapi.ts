@@ -376,6 +376,18 @@ function settleProblems(operations: readonly Operation[], responses: Json): void
   }
 }
 
+/**
+ * A query parameter with a default is one a client may leave out (the server fills it in), but
+ * the generator marks it `required` because its TypeBox schema is not `Optional`: say it is optional.
+ */
+function optionalDefaults(operations: readonly Operation[]): void {
+  for (const { operation } of operations) {
+    for (const parameter of (operation['parameters'] ?? []) as Json[]) {
+      if (parameter['in'] === 'query' && (parameter['schema'] as Json | undefined)?.['default'] !== undefined) delete parameter['required'];
+    }
+  }
+}
+
 /** Parameters that recur unchanged (`cursor`, `limit`, `id`) are described once in `components.parameters`. */
 function settleParameters(operations: readonly Operation[], parameters: Json): void {
   const uses = new Map<string, number>();
@@ -420,6 +432,7 @@ const transformObject: NonNullable<FastifyDynamicSwaggerOptions['transformObject
   const operations = operationsOf(doc);
   settleOperationIds(operations);
   settleProblems(operations, responses);
+  optionalDefaults(operations);
   settleParameters(operations, parameters);
   for (const { operation } of operations) {
     if (operation['requestBody'] !== undefined) operation['requestBody'] = hoist(compact(operation['requestBody']), schemas);
