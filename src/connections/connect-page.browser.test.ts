@@ -115,7 +115,7 @@ describe.skipIf(missing !== null || pglite === undefined)('the hosted connect pa
     expect(await page.locator('#brand img').count()).toBe(1);
     expect(await page.locator('img[src="x"]').count()).toBe(0);
     expect(await page.title()).not.toBe('pwned');
-    const accent = await page.locator('section[data-provider="browser-key"] button').evaluate((el) => getComputedStyle(el).backgroundColor);
+    const accent = await page.locator('section[data-provider="browser-key"] button').evaluate((el): string => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
     expect(accent).toBe('rgb(10, 125, 59)');
     await page.screenshot({ path: process.env['BULKHEAD_TEST_SCREENSHOT'] ?? `${tmpdir()}/bulkhead-connect-branded.png` });
 

@@ -15,6 +15,7 @@ const MAX_LENGTH = 2000;
 export function checkWebUrl(raw: string, policy: WebUrlPolicy): { ok: true; url: URL } | { ok: false; reason: string } {
   if (raw.length > MAX_LENGTH) return { ok: false, reason: `longer than ${MAX_LENGTH} characters` };
   // Control characters and spaces are silently stripped or re-encoded by parsers; refuse them instead.
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
   if (/[\u0000-\u0020\u007f-\u009f\\]/.test(raw)) return { ok: false, reason: 'contains spaces, control characters or backslashes' };
   let url: URL;
   try {

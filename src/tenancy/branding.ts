@@ -17,8 +17,8 @@ export interface Branding {
 
 export const BrandingSchema = named('Branding', Type.Object(
   {
-    displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'Shown as text in the page title and heading' })),
-    logoUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'https only; no credentials or fragment' })),
+    displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    logoUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'https only' })),
     accentColor: Type.Optional(Type.String({ pattern: '^#[0-9a-fA-F]{6}$', description: '`#rrggbb`' })),
   },
   { additionalProperties: false },

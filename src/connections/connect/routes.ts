@@ -27,7 +27,7 @@ const CreateSession = Type.Object(
     connectionName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     connectionId: Type.Optional(Type.String({ maxLength: 40 })),
     endUser: Type.Optional(Type.Record(Type.String({ maxLength: 50 }), Type.String({ maxLength: 500 }), { maxProperties: 10 })),
-    returnUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'Where the page sends the end user afterwards, with `session` and `status` appended: https, or http on a host in BULKHEAD_CONNECT_HTTP_RETURN_HOSTS; no credentials or fragment' })),
+    returnUrl: Type.Optional(Type.String({ maxLength: 2000, description: 'Sent back here with `session` and `status` appended; https (http: BULKHEAD_CONNECT_HTTP_RETURN_HOSTS)' })),
   },
   { additionalProperties: false },
 );
@@ -36,8 +36,8 @@ const Session = Type.Object({ id: Id('connectSession'), token: Type.String({ des
 const SessionView = named('ConnectSession', Type.Object({
   id: Id('connectSession'),
   status: Type.Union([Type.Literal('pending'), Type.Literal('completed'), Type.Literal('expired'), Type.Literal('failed')]),
-  connectionId: Type.Union([Type.String(), Type.Null()], { description: 'Set when completed (or the connection being re-authorised)' }),
-  provider: Type.Union([Type.String(), Type.Null()], { description: 'The provider the end user chose, once known' }),
+  connectionId: Type.Union([Type.String(), Type.Null()]),
+  provider: Type.Union([Type.String(), Type.Null()]),
   allowedProviders: Type.Union([Type.Array(Type.String()), Type.Null()]),
   returnUrl: Type.Union([Type.String(), Type.Null()]),
   failure: Type.Union([Type.Object({ reason: Type.Union([Type.Literal('provider_error'), Type.Literal('state_mismatch'), Type.Literal('token_exchange_failed'), Type.Literal('connection_rejected')]), detail: Type.String() }), Type.Null()]),
@@ -95,7 +95,7 @@ export function registerConnectRoutes(
   const publicRoute = { config: { auth: 'public' as const } };
   const write = { auth: { scope: 'connections:write' as const } };
 
-  app.post('/v1/connect-sessions', { config: write, schema: { operationId: 'createConnectSession', summary: 'Create a connect session', description: 'Creates a short-lived hosted page (`url`) where an end user connects a provider account; the token is shown once. Every allowed provider must be connectable (an OAuth provider needs its OAuth app), else 422 `provider_not_configured` with `providers`. Outcome: `GET /v1/connect-sessions/{id}` or the `bulkhead.connection.created`/`failed` events.', tags: ['connections'], errors: ['provider_invalid', 'provider_not_configured', 'not_found'], body: CreateSession, response: { 201: Session } } }, async (request, reply) => {
+  app.post('/v1/connect-sessions', { config: write, schema: { operationId: 'createConnectSession', summary: 'Create a connect session', description: 'A short-lived hosted page (`url`) where an end user connects an account; token shown once. An OAuth provider without its OAuth app: 422 `provider_not_configured`.', tags: ['connections'], errors: ['provider_invalid', 'provider_not_configured', 'not_found'], body: CreateSession, response: { 201: Session } } }, async (request, reply) => {
     const principal = principalOf(request);
     const unconfigured: string[] = [];
     for (const key of request.body.allowedProviders ?? []) {
@@ -114,7 +114,7 @@ export function registerConnectRoutes(
     return reply.status(201).send(await sessions.create(principal.workspaceId, keyContext(request), { ...request.body, returnUrl }));
   });
 
-  app.get('/v1/connect-sessions/:id', { config: write, schema: { operationId: 'getConnectSession', summary: 'Read a connect session', description: 'The session\'s state: `pending`, `completed` (with `connectionId`), `expired`, or `failed` (with `failure.reason`: provider_error, state_mismatch, token_exchange_failed, connection_rejected).', tags: ['connections'], errors: ['not_found'], params: IdParams('connectSession'), response: { 200: SessionView } } }, async (request) =>
+  app.get('/v1/connect-sessions/:id', { config: write, schema: { operationId: 'getConnectSession', summary: 'Read a connect session', description: '`pending`, `completed` (`connectionId`), `expired` or `failed` (`failure.reason`).', tags: ['connections'], errors: ['not_found'], params: IdParams('connectSession'), response: { 200: SessionView } } }, async (request) =>
     sessions.view(principalOf(request).workspaceId, request.params.id),
   );
 
