@@ -99,7 +99,7 @@ export function createCore(options: CoreOptions) {
       const { rows } = await tx.query<{ limits: { connectionsPerWorkspace?: number } }>('SELECT t.limits FROM workspaces w JOIN tenants t ON t.id = w.tenant_id WHERE w.id = $1', [workspaceId]);
       return rows[0]?.limits.connectionsPerWorkspace ?? config.connectionsPerWorkspace;
     });
-  const sessions = createConnectSessions({ withWorkspace, withPlatform, runtime, publicUrl });
+  const sessions = createConnectSessions({ withWorkspace, withPlatform, vault, runtime, publicUrl });
   const oauthFlow = createOAuthFlow({ withWorkspace, vault, sessions, providers, connections, tokens, runtime, stateSecret: secrets.apiKeyPepper, publicUrl, maxConnections });
   const events = createEventService({ vault, runtime });
   const relayLog = createRelayLog({ withWorkspace, runtime, flushMs: 1_000, onError: (error) => { logger.warn({ err: error }, 'could not write the relay log'); } });
@@ -216,7 +216,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerAuditRoutes(http, { withWorkspace: core.withWorkspace, withPlatform: core.withPlatform, auditCheckpoints: core.auditCheckpoints, getWorkspace: (id) => core.tenancy.getWorkspace(id) });
     registerProviderRoutes(http, core.providers);
     registerConnectionRoutes(http, { connections: core.connections, defaultMaxConnections: config.connectionsPerWorkspace });
-    registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections });
+    registerConnectRoutes(http, { sessions: core.sessions, providers: core.providers, connections: core.connections, flow: core.oauthFlow, maxConnections: core.maxConnections, returnUrls: { httpHosts: config.connectHttpReturnHosts }, withWorkspace: core.withWorkspace });
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, compile: (source, language) => core.sandbox.compile(source, language), limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });

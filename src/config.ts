@@ -74,6 +74,8 @@ export interface Config {
   readonly dekCacheMax: number;
   readonly keyRingCacheTtlMs: number;
   readonly egressAllowCidrs: readonly string[];
+  /** Hosts a connect session's `returnUrl` may name over plain http (src/http/web-url.ts). */
+  readonly connectHttpReturnHosts: readonly string[];
   /** Absent: the address the server actually listens on (known only after listen). */
   readonly publicUrl: string | undefined;
   /** Absent: http://127.0.0.1:PORT (the local server). */
@@ -178,6 +180,14 @@ const cidrList = (raw: string): readonly string[] => {
   return Object.freeze(ranges);
 };
 
+const hostList = (raw: string): readonly string[] => {
+  const hosts = raw.split(',').map((part) => part.trim().toLowerCase()).filter((part) => part !== '');
+  for (const host of hosts) {
+    if (!/^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]+\])$/.test(host)) throw new Error(`"${host}" is not a host name or IP literal (IPv6 in brackets, e.g. [::1])`);
+  }
+  return Object.freeze(hosts);
+};
+
 const httpUrl = (raw: string): string => {
   let url: URL;
   try {
@@ -222,6 +232,7 @@ export const settings = {
   dekCacheMax: { name: 'BULKHEAD_DEK_CACHE_MAX', description: 'Most unwrapped data keys kept in memory at once (least recently used are dropped and zeroed)', default: '10000', parse: integer(1, 10_000_000) },
   keyRingCacheTtlMs: { name: 'BULKHEAD_KEY_RING_CACHE_TTL_MS', description: 'How long a process trusts a key ring\'s current and minimum versions; a rotation or ratchet reaches every process within it', default: '5000', parse: integer(0, 600_000) },
   egressAllowCidrs: { name: 'BULKHEAD_EGRESS_ALLOW_CIDRS', description: 'Comma-separated address ranges outbound requests may reach although they are private or loopback (local development and tests only, e.g. `127.0.0.1/32`)', default: '', parse: cidrList },
+  connectHttpReturnHosts: { name: 'BULKHEAD_CONNECT_HTTP_RETURN_HOSTS', description: 'Comma-separated hosts a connect session\'s `returnUrl` may use over plain http (local development only, e.g. `localhost,127.0.0.1`); every other return URL must be https', default: '', parse: hostList },
   serverUrl: { name: 'BULKHEAD_URL', description: 'The server the CLI\'s platform commands (`tenant create`, `audit verify`, …) talk to, with the admin token from `--token`, BULKHEAD_ADMIN_TOKEN or the data folder\'s secrets.json (see docs/CLI.md). Absent: `http://127.0.0.1:PORT`', parse: httpUrl },
   publicUrl: { name: 'BULKHEAD_PUBLIC_URL', description: 'Public base URL of this server, for connect-session links and the OAuth redirect URI. Absent: the address the server listens on', parse: httpUrl },
   connectionsPerWorkspace: { name: 'BULKHEAD_CONNECTIONS_PER_WORKSPACE', description: 'Default maximum number of connections per workspace (a tenant\'s `limits.connectionsPerWorkspace` overrides it)', default: '100', parse: integer(1, 1_000_000) },
@@ -344,6 +355,7 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     dekCacheMax: withDefault('dekCacheMax'),
     keyRingCacheTtlMs: withDefault('keyRingCacheTtlMs'),
     egressAllowCidrs: withDefault('egressAllowCidrs'),
+    connectHttpReturnHosts: withDefault('connectHttpReturnHosts'),
     publicUrl: v.publicUrl,
     serverUrl: v.serverUrl,
     connectionsPerWorkspace: withDefault('connectionsPerWorkspace'),

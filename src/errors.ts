@@ -68,7 +68,8 @@ export const errorStatus = {
   // providers, connections, managed OAuth, relay
   provider_key_taken: 409,
   provider_invalid: 400,
-  provider_not_configured: 409,
+  /** An OAuth provider has no OAuth app (client id and secret) configured; `details.providers` lists them when a connect session names several. */
+  provider_not_configured: 422,
   connection_limit_exceeded: 422,
   connection_not_active: 409,
   credentials_invalid: 400,

@@ -1,9 +1,12 @@
 /**
  * The hosted connect page in a real browser (Debian's Chromium driven by playwright-core): an end
  * user pastes an API key into the form, and another goes through the OAuth flow at a real
- * authorization server (login and consent forms), landing back on Bulkhead's callback page.
+ * authorization server (login and consent forms), landing back on Bulkhead's callback page. A
+ * branded page shows a hostile display name as text and, after the form, returns the user to the
+ * platform's returnUrl (allowed by the page's CSP form-action, which Chromium enforces on redirects).
  */
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../testing/app.js';
@@ -29,7 +32,7 @@ describe.skipIf(missing !== null || pglite === undefined)('the hosted connect pa
   let base: string;
 
   beforeAll(async () => {
-    t = await startTestApp(pglite as NonNullable<typeof pglite>, { config: { egressAllowCidrs: ['127.0.0.1/32'] } });
+    t = await startTestApp(pglite as NonNullable<typeof pglite>, { config: { egressAllowCidrs: ['127.0.0.1/32'], connectHttpReturnHosts: ['127.0.0.1'] } });
     base = await t.app.http.listen({ host: '127.0.0.1', port: 0 });
     t.app.core.setListeningOn(base);
     oauth = await startOAuthServer({ redirectUris: [`${base}/oauth/callback`] });
@@ -92,5 +95,40 @@ describe.skipIf(missing !== null || pglite === undefined)('the hosted connect pa
 
     const list = (await t.request({ method: 'GET', url: '/v1/connections', token: key })).json<{ data: { provider: string; status: string; expiresAt: string | null }[] }>().data;
     expect(list).toEqual([expect.objectContaining({ provider: 'browser-idp', status: 'active', expiresAt: expect.any(String) as string })]);
+  });
+
+  it('renders hostile branding as text, and sends the user back to returnUrl after the form', async () => {
+    const { key, tenantId } = await t.workspaceWithKey(['connections:write']);
+    const hostile = '<img src=x onerror="document.title=\'pwned\'">Acme & Co';
+    const branded = await t.admin('PATCH', `/v1/tenants/${tenantId}`, { branding: { displayName: hostile, logoUrl: 'https://logo.invalid/acme.png', accentColor: '#0a7d3b' } });
+    expect(branded.statusCode, branded.body).toBe(200);
+    const created = await t.request({ method: 'POST', url: '/v1/connect-sessions', token: key, json: { allowedProviders: ['browser-key'], returnUrl: `${upstream.url}/platform/back?tab=1` } });
+    expect(created.statusCode, created.body).toBe(201);
+    const { id, url } = created.json<{ id: string; url: string }>();
+
+    const page = await browser.newPage({ viewport: { width: 800, height: 560 } });
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(url);
+    // The name is text: no element was injected, no handler ran.
+    expect(await page.textContent('#brand span')).toBe(hostile);
+    expect(await page.locator('#brand img').count()).toBe(1);
+    expect(await page.locator('img[src="x"]').count()).toBe(0);
+    expect(await page.title()).not.toBe('pwned');
+    const accent = await page.locator('section[data-provider="browser-key"] button').evaluate((el): string => (globalThis as unknown as { getComputedStyle(e: unknown): { backgroundColor: string } }).getComputedStyle(el).backgroundColor);
+    expect(accent).toBe('rgb(10, 125, 59)');
+    await page.screenshot({ path: process.env['BULKHEAD_TEST_SCREENSHOT'] ?? `${tmpdir()}/bulkhead-connect-branded.png` });
+
+    upstream.requests.length = 0;
+    await page.fill('section[data-provider="browser-key"] input[name="apiKey"]', 'sk_branded_0123456789');
+    await page.click('section[data-provider="browser-key"] button[type="submit"]');
+    await page.waitForURL(`${upstream.url}/platform/back**`);
+    const back = new URL(page.url());
+    expect(back.searchParams.get('tab')).toBe('1');
+    expect(back.searchParams.get('session')).toBe(id);
+    expect(back.searchParams.get('status')).toBe('completed');
+    expect(errors).toEqual([]);
+    await page.close();
+    expect((await t.request({ method: 'GET', url: `/v1/connect-sessions/${id}`, token: key })).json()).toMatchObject({ status: 'completed' });
   });
 }, 120_000);

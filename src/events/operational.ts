@@ -15,6 +15,8 @@ import type { Vault } from '../vault/vault.js';
 import { loadRouting, writeEvent } from './ingest.js';
 
 export type OperationalEventType =
+  | 'bulkhead.connection.created'
+  | 'bulkhead.connection.failed'
   | 'bulkhead.connection.needs_reauth'
   | 'bulkhead.connection.refresh_failing'
   | 'bulkhead.delivery.exhausted'

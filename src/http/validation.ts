@@ -21,6 +21,7 @@
  * things. Values are quoted back shortened: they are the client's own, but may be large.
  */
 import type { ErrorObject } from 'ajv';
+import { BulkheadError } from '../errors.js';
 
 export const MAX_VALIDATION_ERRORS = 20;
 
@@ -219,4 +220,10 @@ export function summarise(entries: readonly ValidationEntry[]): string {
   if (!first) return 'the request is not valid';
   const more = entries.length > 1 ? ` (and ${plural(entries.length - 1, 'more problem', 'more problems')} in errors)` : '';
   return `${first.location} ${first.pointer || '/'}: ${first.message}${more}`;
+}
+
+/** A `validation_failed` for a body field a route checks beyond its schema (a URL's policy), shaped like the schema's own. */
+export function bodyFieldInvalid(pointer: string, message: string): BulkheadError {
+  const errors: ValidationEntry[] = [{ location: 'body', pointer, message }];
+  return new BulkheadError('validation_failed', summarise(errors), { details: { errors } });
 }

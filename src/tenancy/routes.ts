@@ -3,6 +3,7 @@ import { Type } from 'typebox';
 import { adminContext } from '../http/auth.js';
 import { Id, IdParams, named, Page, PageQuery, Timestamp } from '../http/schemas.js';
 import type { HttpServer } from '../http/server.js';
+import { BrandingSchema } from './branding.js';
 import type { TenancyService } from './tenancy-service.js';
 
 const Slug = Type.String({ pattern: '^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$', description: 'lower-case letters, digits and dashes' });
@@ -26,6 +27,7 @@ const Tenant = named('Tenant', Type.Object({
   region: Type.String(),
   isolationTier: Type.String(),
   limits: Limits,
+  branding: Type.Union([BrandingSchema, Type.Null()]),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 }));
@@ -44,7 +46,7 @@ const CreateTenant = Type.Object(
   { name: Name, slug: Slug, region: Type.Optional(Type.String({ pattern: '^[a-z0-9-]{1,32}$' })), limits: Type.Optional(Limits) },
   { additionalProperties: false },
 );
-const PatchTenant = Type.Object({ name: Type.Optional(Name), limits: Type.Optional(Limits) }, { additionalProperties: false, minProperties: 1 });
+const PatchTenant = Type.Object({ name: Type.Optional(Name), limits: Type.Optional(Limits), branding: Type.Optional(Type.Union([BrandingSchema, Type.Null()], { description: 'null clears it' })) }, { additionalProperties: false, minProperties: 1 });
 const CreateWorkspace = Type.Object({ name: Name, environment: Environment }, { additionalProperties: false });
 const PatchWorkspace = Type.Object({ name: Type.Optional(Name) }, { additionalProperties: false, minProperties: 1 });
 const DeleteTenantQuery = Type.Object({ cascade: Type.Boolean({ default: false }) }, { additionalProperties: false });
@@ -62,7 +64,7 @@ export function registerTenancyRoutes(app: HttpServer, service: TenancyService, 
   app.get('/v1/tenants/:id', { config: admin, schema: { operationId: 'getTenant', summary: 'Read a tenant', description: 'Returns one tenant with its limits.', tags: ['tenancy'], params: IdParams('tenant'), response: { 200: Tenant } } }, async (request) =>
     service.getTenant(request.params.id),
   );
-  app.patch('/v1/tenants/:id', { config: admin, schema: { operationId: 'updateTenant', summary: 'Update a tenant', description: 'Renames a tenant or changes its limits; limits not sent keep their value.', tags: ['tenancy'], params: IdParams('tenant'), body: PatchTenant, response: { 200: Tenant } } }, async (request) =>
+  app.patch('/v1/tenants/:id', { config: admin, schema: { operationId: 'updateTenant', summary: 'Update a tenant', description: 'Renames a tenant, changes its limits (unsent ones kept) or its connect-page branding.', tags: ['tenancy'], params: IdParams('tenant'), body: PatchTenant, response: { 200: Tenant } } }, async (request) =>
     service.updateTenant(adminContext(request), request.params.id, request.body),
   );
   app.delete('/v1/tenants/:id', { config: admin, schema: { operationId: 'deleteTenant', summary: 'Delete a tenant', description: 'Deletes a tenant. A tenant that still has workspaces answers 409 `tenant_not_empty` unless `cascade=true`, which deletes its workspaces and everything in them.', tags: ['tenancy'], errors: ['tenant_not_empty'], params: IdParams('tenant'), querystring: DeleteTenantQuery, response: { 204: Type.Null() } } }, async (request, reply) => {

@@ -11,6 +11,7 @@ import type { PlatformTx, WithPlatform } from '../db/tenant-tx.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';
 import { decodeCursor, type Page, toPage } from '../pagination.js';
+import { type Branding, checkBranding } from './branding.js';
 
 export interface TenantLimits {
   readonly requestsPerMinute?: number;
@@ -27,6 +28,8 @@ export interface TenantView {
   readonly region: string;
   readonly isolationTier: string;
   readonly limits: TenantLimits;
+  /** The hosted connect page's look for this tenant's end users; null: Bulkhead's own. */
+  readonly branding: Branding | null;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
@@ -48,6 +51,7 @@ interface TenantRow {
   region: string;
   isolation_tier: string;
   limits: TenantLimits;
+  branding: Branding | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -69,6 +73,7 @@ const tenantView = (r: TenantRow): TenantView => ({
   region: r.region,
   isolationTier: r.isolation_tier,
   limits: r.limits,
+  branding: r.branding,
   createdAt: r.created_at.toISOString(),
   updatedAt: r.updated_at.toISOString(),
 });
@@ -83,14 +88,20 @@ const workspaceView = (r: WorkspaceRow): WorkspaceView => ({
   updatedAt: r.updated_at.toISOString(),
 });
 
-const TENANT_COLUMNS = 'id, name, slug, region, isolation_tier, limits, created_at, updated_at';
+/** `undefined` keeps the current branding, `null` clears it, an object replaces it whole. */
+function brandingValue(patch: Branding | null | undefined, current: Branding | null): string | null {
+  const next = patch === undefined ? current : patch === null ? null : checkBranding(patch);
+  return next === null ? null : JSON.stringify(next);
+}
+
+const TENANT_COLUMNS = 'id, name, slug, region, isolation_tier, limits, branding, created_at, updated_at';
 const WORKSPACE_COLUMNS = 'id, tenant_id, name, environment, placement, created_at, updated_at';
 
 export interface TenancyService {
   createTenant(ctx: ActionContext, input: { name: string; slug: string; region?: string | undefined; limits?: TenantLimits | undefined }): Promise<TenantView>;
   listTenants(options: { cursor?: string | undefined; limit: number }): Promise<Page<TenantView>>;
   getTenant(id: string): Promise<TenantView>;
-  updateTenant(ctx: ActionContext, id: string, patch: { name?: string | undefined; limits?: TenantLimits | undefined }): Promise<TenantView>;
+  updateTenant(ctx: ActionContext, id: string, patch: { name?: string | undefined; limits?: TenantLimits | undefined; branding?: Branding | null | undefined }): Promise<TenantView>;
   /** Returns the ids of the workspaces deleted with the tenant. */
   deleteTenant(ctx: ActionContext, id: string, options: { cascade: boolean }): Promise<string[]>;
   createWorkspace(ctx: ActionContext, tenantId: string, input: { name: string; environment: string }): Promise<WorkspaceView>;
@@ -176,8 +187,8 @@ export function createTenancyService(deps: {
       withPlatform(async (tx) => {
         const current = await findTenant(tx, id, true);
         const result = await tx.query<TenantRow>(
-          `UPDATE tenants SET name = $2, limits = $3::jsonb, updated_at = $4 WHERE id = $1 RETURNING ${TENANT_COLUMNS}`,
-          [id, patch.name ?? current.name, JSON.stringify(patch.limits ?? current.limits), runtime.now()],
+          `UPDATE tenants SET name = $2, limits = $3::jsonb, branding = $5::jsonb, updated_at = $4 WHERE id = $1 RETURNING ${TENANT_COLUMNS}`,
+          [id, patch.name ?? current.name, JSON.stringify(patch.limits ?? current.limits), runtime.now(), brandingValue(patch.branding, current.branding)],
         );
         await platformAudit.append(tx, runtime, { ...ctx, action: 'tenant.update', target: { type: 'tenant', id }, outcome: 'success', details: { fields: Object.keys(patch).sort() } });
         return tenantView(onlyRow(result));

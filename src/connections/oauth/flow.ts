@@ -17,10 +17,15 @@ import type { Vault } from '../../vault/vault.js';
 import type { ConnectionService } from '../connections.js';
 import type { ConnectionView } from '../connection-store.js';
 import type { Provider, ProviderService } from '../providers.js';
-import type { ConnectSessionRow, ConnectSessions } from '../connect/sessions.js';
+import type { ConnectSessionRow, ConnectSessions, FailureReason } from '../connect/sessions.js';
 import { OAuthError, type TokenClient } from './token-client.js';
 
 const STATE_TTL_SECONDS = 600;
+
+/** A callback's outcome, with the session it was for (known once the state verified). */
+export type CallbackResult =
+  | { readonly ok: true; readonly connection: ConnectionView; readonly session: { readonly workspaceId: string; readonly id: string } }
+  | { readonly ok: false; readonly error: BulkheadError; readonly session: { readonly workspaceId: string; readonly id: string }; readonly failed: boolean };
 const verifierPlace = (sessionId: string) => ({ table: 'connect_sessions', rowId: sessionId, column: 'pkce_verifier' });
 
 export function createOAuthFlow(deps: {
@@ -71,7 +76,12 @@ export function createOAuthFlow(deps: {
       return url.toString();
     },
 
-    async callback(query: { code?: string | undefined; state?: string | undefined; error?: string | undefined }): Promise<ConnectionView> {
+    /**
+     * Completes the flow. Once the state is verified the session is known, so every failure after
+     * that point moves the session to `failed` (sessions.ts decides whether it still can) and is
+     * returned with the session, for the page to send the end user back to the platform.
+     */
+    async callback(query: { code?: string | undefined; state?: string | undefined; error?: string | undefined }): Promise<CallbackResult> {
       if (query.state === undefined) throw new BulkheadError('oauth_state_invalid', 'the callback carries no state');
       let claims: { ws: string; sid: string; p: string; n: string };
       try {
@@ -82,23 +92,36 @@ export function createOAuthFlow(deps: {
         });
         claims = verified.payload as unknown as typeof claims;
       } catch (error) {
+        // A forged or expired state names no session we can trust: nothing to mark failed.
         throw new BulkheadError('oauth_state_invalid', 'the state is forged, altered or expired', { cause: error });
       }
+      const session = { workspaceId: claims.ws, id: claims.sid };
+      const failed = async (reason: FailureReason, error: BulkheadError): Promise<CallbackResult> => {
+        const moved = await deps.sessions.fail(claims.ws, claims.sid, { reason, detail: error.message, provider: claims.p });
+        return { ok: false, error, session, failed: moved };
+      };
       // Consume the nonce first: whatever happens next, this state cannot be used again.
-      const consumed = await deps.withWorkspace(claims.ws, async (tx) => {
-        const row = deps.sessions.check(await deps.sessions.find(tx, claims.sid, true));
-        if (row.state_nonce === null || row.state_nonce !== claims.n || row.oauth_provider !== claims.p || !row.pkce_verifier) {
-          throw new BulkheadError('oauth_state_invalid', 'this authorization was already completed or superseded');
-        }
-        const verifier = await deps.vault.workspace(tx).openText(verifierPlace(row.id), row.pkce_verifier);
-        await tx.query('UPDATE connect_sessions SET state_nonce = NULL, pkce_verifier = NULL WHERE id = $1', [row.id]);
-        return { row, verifier };
-      });
+      let consumed: { row: ConnectSessionRow; verifier: string };
+      try {
+        consumed = await deps.withWorkspace(claims.ws, async (tx) => {
+          const row = deps.sessions.check(await deps.sessions.find(tx, claims.sid, true));
+          if (row.state_nonce === null || row.state_nonce !== claims.n || row.oauth_provider !== claims.p || !row.pkce_verifier) {
+            throw new BulkheadError('oauth_state_invalid', 'this authorization was already completed or superseded');
+          }
+          const verifier = await deps.vault.workspace(tx).openText(verifierPlace(row.id), row.pkce_verifier);
+          await tx.query('UPDATE connect_sessions SET state_nonce = NULL, pkce_verifier = NULL WHERE id = $1', [row.id]);
+          return { row, verifier };
+        });
+      } catch (error) {
+        // A replay after the outcome, or an expired session, keeps its state (fail() refuses).
+        if (error instanceof BulkheadError && error.code === 'oauth_state_invalid') return failed('state_mismatch', error);
+        throw error;
+      }
       if (query.error !== undefined || query.code === undefined) {
-        throw new BulkheadError('oauth_exchange_failed', `the provider returned no code (${(query.error ?? 'no code').slice(0, 64)})`);
+        return failed('provider_error', new BulkheadError('oauth_exchange_failed', `the provider returned no code (${(query.error ?? 'no code').slice(0, 64)})`));
       }
       const provider = await deps.providers.get(claims.p);
-      if (!provider.oauthApp) throw new BulkheadError('provider_not_configured', `${provider.key} has no OAuth app configured`);
+      if (!provider.oauthApp) return failed('token_exchange_failed', new BulkheadError('provider_not_configured', `${provider.key} has no OAuth app configured`));
       let tokens;
       try {
         tokens = await deps.tokens.exchangeCode(provider, { clientId: provider.oauthApp.clientId, clientSecret: await deps.providers.clientSecret(provider.key) }, {
@@ -107,21 +130,28 @@ export function createOAuthFlow(deps: {
           codeVerifier: consumed.verifier,
         });
       } catch (error) {
-        if (error instanceof OAuthError) throw new BulkheadError('oauth_exchange_failed', `the provider refused the code exchange (${error.oauthError ?? 'error'})`);
+        if (error instanceof OAuthError) return failed('token_exchange_failed', new BulkheadError('oauth_exchange_failed', `the provider refused the code exchange (${error.oauthError ?? 'error'})`));
+        if (error instanceof BulkheadError) return failed('token_exchange_failed', error);
         throw error;
       }
       const maxConnections = await deps.maxConnections(claims.ws);
-      return deps.withWorkspace(claims.ws, async (tx) => {
-        const row = deps.sessions.check(await deps.sessions.find(tx, claims.sid, true));
-        const connection = await deps.connections.saveOAuth(
-          tx,
-          { actor: { type: 'connect_session', id: row.id } },
-          { provider, name: row.connection_name ?? `${provider.key}-${row.id.slice(-6)}`, tokens, existingId: row.connection_id ?? undefined },
-          { maxConnections },
-        );
-        await deps.sessions.complete(tx, row.id, connection.id);
-        return connection;
-      });
+      try {
+        const connection = await deps.withWorkspace(claims.ws, async (tx) => {
+          const row = deps.sessions.check(await deps.sessions.find(tx, claims.sid, true));
+          const saved = await deps.connections.saveOAuth(
+            tx,
+            { actor: { type: 'connect_session', id: row.id } },
+            { provider, name: row.connection_name ?? `${provider.key}-${row.id.slice(-6)}`, tokens, existingId: row.connection_id ?? undefined },
+            { maxConnections },
+          );
+          await deps.sessions.complete(tx, row.id, { connectionId: saved.id, provider: provider.key, reauthorized: row.connection_id !== null });
+          return saved;
+        });
+        return { ok: true, connection, session };
+      } catch (error) {
+        if (error instanceof BulkheadError && error.code !== 'connect_session_expired' && error.code !== 'connect_session_invalid') return failed('connection_rejected', error);
+        throw error;
+      }
     },
   };
 }
