@@ -100,7 +100,7 @@ export interface paths {
         head?: never;
         /**
          * Update a tenant
-         * @description Renames a tenant or changes its limits; limits not sent keep their value.
+         * @description Renames a tenant, changes its limits (unsent ones kept) or its connect-page branding.
          *
          *     Admin token.
          */
@@ -624,11 +624,33 @@ export interface paths {
         put?: never;
         /**
          * Create a connect session
-         * @description Creates a short-lived hosted page (`url`) where an end user connects a provider account to the workspace; the token is shown once.
+         * @description A short-lived hosted page (`url`) where an end user connects an account; token shown once. An OAuth provider without its OAuth app: 422 `provider_not_configured`.
          *
          *     Scope: `connections:write`.
          */
         post: operations["createConnectSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/connect-sessions/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a connect session
+         * @description `pending`, `completed` (`connectionId`), `expired` or `failed` (`failure.reason`).
+         *
+         *     Scope: `connections:write`.
+         */
+        get: operations["getConnectSession"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1345,6 +1367,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read usage and limits
+         * @description Counts against limits: events this month against the quota; connections, destinations, rules, instances, inbound sources.
+         *
+         *     Scope: `usage:read`.
+         */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/workspaces/{id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a workspace's usage (admin)
+         * @description `getUsage` for any workspace.
+         *
+         *     Admin token.
+         */
+        get: operations["getWorkspaceUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/inbound-sources": {
         parameters: {
             query?: never;
@@ -1630,6 +1696,14 @@ export interface components {
                 foundHash: string | null;
             };
         };
+        /** Branding */
+        Branding: {
+            displayName?: string;
+            /** @description https only */
+            logoUrl?: string;
+            /** @description `#rrggbb` */
+            accentColor?: string;
+        };
         /** Connection */
         Connection: {
             id: string;
@@ -1663,6 +1737,27 @@ export interface components {
          * @enum {string}
          */
         ConnectionStatus: "active" | "needs_reauth" | "revoked" | "error";
+        /** ConnectSession */
+        ConnectSession: {
+            id: string;
+            /** @enum {string} */
+            status: "pending" | "completed" | "expired" | "failed";
+            connectionId: string | null;
+            provider: string | null;
+            allowedProviders: string[] | null;
+            returnUrl: string | null;
+            failure: {
+                /** @enum {string} */
+                reason: "provider_error" | "state_mismatch" | "token_exchange_failed" | "connection_rejected";
+                detail: string;
+            } | null;
+            /** Format: date-time */
+            expiresAt: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            finishedAt: string | null;
+        };
         /** CreateApiKey */
         CreateApiKey: {
             name: string;
@@ -2110,7 +2205,7 @@ export interface components {
          * scope
          * @enum {string}
          */
-        scope: "events:read" | "events:write" | "connections:read" | "connections:write" | "destinations:read" | "destinations:write" | "rules:read" | "rules:write" | "deliveries:read" | "deliveries:write" | "integrations:read" | "integrations:write" | "inbound:read" | "inbound:write" | "proxy" | "keys:manage" | "audit:read" | "*";
+        scope: "events:read" | "events:write" | "connections:read" | "connections:write" | "destinations:read" | "destinations:write" | "rules:read" | "rules:write" | "deliveries:read" | "deliveries:write" | "integrations:read" | "integrations:write" | "inbound:read" | "inbound:write" | "proxy" | "keys:manage" | "audit:read" | "usage:read" | "*";
         /** Tenant */
         Tenant: {
             id: string;
@@ -2119,6 +2214,7 @@ export interface components {
             region: string;
             isolationTier: string;
             limits: components["schemas"]["TenantLimits"];
+            branding: components["schemas"]["Branding"] | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
@@ -2137,6 +2233,22 @@ export interface components {
         TenantPage: {
             data: components["schemas"]["Tenant"][];
             nextCursor: string | null;
+        };
+        /** Usage */
+        Usage: {
+            workspaceId: string;
+            period: string;
+            events: components["schemas"]["UsageFigure"];
+            connections: components["schemas"]["UsageFigure"];
+            destinations: components["schemas"]["UsageFigure"];
+            rules: components["schemas"]["UsageFigure"];
+            instances: components["schemas"]["UsageFigure"];
+            inboundSources: components["schemas"]["UsageFigure"];
+        };
+        /** UsageFigure */
+        UsageFigure: {
+            used: number;
+            limit: number;
         };
         /** Workspace */
         Workspace: {
@@ -2766,6 +2878,8 @@ export interface operations {
                 "application/json": {
                     name?: string;
                     limits?: components["schemas"]["TenantLimits"];
+                    /** @description null clears it */
+                    branding?: components["schemas"]["Branding"] | null;
                 };
             };
         };
@@ -3617,18 +3731,7 @@ export interface operations {
             400: components["responses"]["InvalidBodyOrCredentialsInvalid"];
             401: components["responses"]["KeyUnauthorized"];
             403: components["responses"]["KeyForbidden"];
-            /** @description Conflicts with the current state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"] & {
-                        /** @enum {unknown} */
-                        code?: "name_taken" | "provider_not_configured";
-                    };
-                };
-            };
+            409: components["responses"]["NameTaken"];
             415: components["responses"]["UnsupportedBody"];
             /** @description Understood but refused */
             422: {
@@ -3638,7 +3741,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "connection_limit_exceeded" | "egress_blocked";
+                        code?: "connection_limit_exceeded" | "egress_blocked" | "provider_not_configured";
                     };
                 };
             };
@@ -3797,20 +3900,20 @@ export interface operations {
             401: components["responses"]["KeyUnauthorized"];
             403: components["responses"]["KeyForbidden"];
             404: components["responses"]["NotFound"];
-            /** @description Conflicts with the current state */
-            409: {
+            409: components["responses"]["ConnectionNotActive"];
+            415: components["responses"]["UnsupportedBody"];
+            /** @description Understood but refused */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {unknown} */
-                        code?: "connection_not_active" | "provider_not_configured";
+                        code?: "egress_blocked" | "provider_not_configured";
                     };
                 };
             };
-            415: components["responses"]["UnsupportedBody"];
-            422: components["responses"]["EgressBlocked"];
             429: components["responses"]["RateLimitedOrTooManyUploads"];
             500: components["responses"]["VaultError"];
             /** @description The upstream failed */
@@ -3844,6 +3947,8 @@ export interface operations {
                     endUser?: {
                         [key: string]: string;
                     };
+                    /** @description Sent back here with `session` and `status` appended; https (http: BULKHEAD_CONNECT_HTTP_RETURN_HOSTS) */
+                    returnUrl?: string;
                 };
             };
         };
@@ -3864,22 +3969,13 @@ export interface operations {
                     };
                 };
             };
-            400: components["responses"]["InvalidBody"];
+            400: components["responses"]["InvalidBodyOrProviderInvalid"];
             401: components["responses"]["KeyUnauthorized"];
-            /** @description The credential may not do this */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"] & {
-                        /** @enum {unknown} */
-                        code?: "insufficient_scope" | "ip_not_allowed" | "provider_not_allowed";
-                    };
-                };
-            };
-            /** @description Conflicts with the current state */
-            409: {
+            403: components["responses"]["KeyForbidden"];
+            404: components["responses"]["NotFound"];
+            415: components["responses"]["UnsupportedBody"];
+            /** @description Understood but refused */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3890,8 +3986,34 @@ export interface operations {
                     };
                 };
             };
-            415: components["responses"]["UnsupportedBody"];
             429: components["responses"]["RateLimitedOrTooManyUploads"];
+        };
+    };
+    getConnectSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["path.id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConnectSession"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["KeyUnauthorized"];
+            403: components["responses"]["KeyForbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
         };
     };
     listRelayLog: {
@@ -5348,6 +5470,56 @@ export interface operations {
             415: components["responses"]["UnsupportedBody"];
             429: components["responses"]["RateLimitedOrTooManyUploads"];
             500: components["responses"]["VaultError"];
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["KeyUnauthorized"];
+            403: components["responses"]["KeyForbidden"];
+            429: components["responses"]["RateLimited"];
+        };
+    };
+    getWorkspaceUsage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: components["parameters"]["path.id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            400: components["responses"]["InvalidRequest"];
+            401: components["responses"]["AdminUnauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
         };
     };
     listInboundSources: {

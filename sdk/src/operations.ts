@@ -240,6 +240,12 @@ export const operations = {
       "path": "/v1/connect-sessions",
       "paginated": false
     },
+    "getConnectSession": {
+      "operationId": "getConnectSession",
+      "method": "GET",
+      "path": "/v1/connect-sessions/{id}",
+      "paginated": false
+    },
     "listOperationalEvents": {
       "operationId": "listOperationalEvents",
       "method": "GET",
@@ -536,6 +542,20 @@ export const operations = {
       "operationId": "retryExecution",
       "method": "POST",
       "path": "/v1/executions/{id}/retry",
+      "paginated": false
+    }
+  },
+  "usage": {
+    "get": {
+      "operationId": "getUsage",
+      "method": "GET",
+      "path": "/v1/usage",
+      "paginated": false
+    },
+    "getWorkspace": {
+      "operationId": "getWorkspaceUsage",
+      "method": "GET",
+      "path": "/v1/workspaces/{id}/usage",
       "paginated": false
     }
   },

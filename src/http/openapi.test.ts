@@ -24,7 +24,6 @@ interface Operation {
   description?: string;
   tags?: string[];
   security?: Record<string, string[]>[];
-  'x-bulkhead-scope'?: string;
   parameters?: { in: string; name: string }[];
   requestBody?: unknown;
   responses: Record<string, Response>;
@@ -117,15 +116,14 @@ describe('the OpenAPI document', () => {
         expect(['/healthz', '/readyz', '/hooks/{inboundId}', '/v1/audit-log/checkpoint-key'], where).toContain(path);
       } else if ('adminToken' in requirement) {
         expect(requirement, where).toEqual({ adminToken: [] });
-        expect(op['x-bulkhead-scope'], where).toBeUndefined();
       } else {
-        const scope = op['x-bulkhead-scope'];
+        const scope = (requirement as { apiKey?: string[] }).apiKey?.[0];
         expect(scope, where).toMatch(/^[a-z]+(:[a-z]+)?$/);
         expect(requirement, where).toEqual({ apiKey: [scope] });
         expect(op.description, where).toContain(`\`${String(scope)}\``);
       }
     }
-    expect(raw.paths['/v1/deliveries/{id}/retry']?.['post']?.['x-bulkhead-scope']).toBe('deliveries:write');
+    expect(raw.paths['/v1/deliveries/{id}/retry']?.['post']?.security).toEqual([{ apiKey: ['deliveries:write'] }]);
     expect(raw.paths['/v1/tenants']?.['post']?.security).toEqual([{ adminToken: [] }]);
   });
 

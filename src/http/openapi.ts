@@ -4,7 +4,7 @@
  * schema: `operationId`, `summary`, `description`, `tags`, and the error codes it answers beyond
  * the ones every route of its kind can (`errors`). Everything that follows from the route's shape
  * is derived here, so it cannot drift from what the server does:
- *  - the security requirement and `x-bulkhead-scope` from `config.auth` (the same declaration the
+ *  - the security requirement (with the API key's scope) from `config.auth` (the same declaration the
  *    auth hook enforces), plus a sentence saying so in the description;
  *  - the error responses: every code the route can answer (auth, transport, validation, its own),
  *    grouped by status, each response `application/problem+json` with `code` narrowed to an enum;
@@ -165,7 +165,6 @@ const transform: NonNullable<FastifyDynamicSwaggerOptions['transform']> = ({ sch
     ...rest,
     description: `${rest.description ?? ''}\n\n${authText(auth)}`,
     security: securityOf(auth),
-    ...(typeof auth === 'object' ? { 'x-bulkhead-scope': auth.scope } : {}),
     [X_PROBLEMS]: documentedProblems(route),
     ...(Array.isArray(route.method) ? { [X_METHODS]: true } : {}),
   };
@@ -335,7 +334,8 @@ function settleOperationIds(operations: readonly Operation[]): void {
       operation['operationId'] = `${method}${id.charAt(0).toUpperCase()}${id.slice(1)}`;
       // The shared description is said once, on the path item.
       item['description'] = operation['description'];
-      const scope = operation['x-bulkhead-scope'];
+      // The scope stays in the operation's security requirement.
+      const scope = (operation['security'] as Record<string, string[]>[] | undefined)?.[0]?.['apiKey']?.[0];
       operation['description'] = `${method.toUpperCase()}: see the path's description.${typeof scope === 'string' ? ` Scope: \`${scope}\`.` : ''}`;
     }
     Reflect.deleteProperty(operation, X_METHODS);
@@ -458,7 +458,7 @@ export function swaggerOptions(version: string): FastifyDynamicSwaggerOptions {
           '',
           'Every error is `application/problem+json` (RFC 9457) with a stable `code` from a closed union (the `Problem` schema); each operation lists the codes it can answer under each status. Answers any request can get are not repeated under each operation: an unknown path 404 `route_not_found`, a known path with a method it lacks 405 `method_not_allowed`, a path segment over 200 characters 414 `uri_too_long`, a request that does not arrive within `BULKHEAD_REQUEST_TIMEOUT_MS` 408 `request_timeout`, a body while the address has `BULKHEAD_UPLOADS_PER_ADDRESS` arriving 429 `too_many_uploads`, a body over `BULKHEAD_BODY_LIMIT_BYTES` 413 `payload_too_large`, a `Content-Encoding` other than identity (except on the relay) 415 `unsupported_encoding`, the server starting or its database unreachable 503 `not_ready` or `database_unavailable` (with `Retry-After`: retry), and an unexpected failure 500 `internal_error` (quote the `requestId`).',
           '',
-          'Platform routes take the admin token; workspace routes take an API key holding the scope the operation names (`x-bulkhead-scope`, also in its security requirement and description).',
+          'Platform routes take the admin token; workspace routes take an API key holding the scope the operation names (in its security requirement and description).',
         ].join('\n'),
       },
       tags: tags.map((t) => ({ ...t })),

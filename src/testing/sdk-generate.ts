@@ -23,6 +23,7 @@ import { testClock, testSecrets } from './app.js';
 /** The nouns taken out of an operationId, per tag, longest first (plural before singular). */
 export const tagNouns: Readonly<Record<string, readonly string[]>> = {
   tenancy: [],
+  usage: ['Usage'],
   'api-keys': ['ApiKeys', 'ApiKey'],
   audit: ['AuditLog', 'Audit'],
   providers: ['Providers', 'Provider'],
