@@ -6,12 +6,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type BulkheadProcess, processGroup } from '../src/testing/processes.js';
+import { type BulkheadProcess, freePort, processGroup } from '../src/testing/processes.js';
 
 /** Every migration this build ships, in order (what a fresh database must end up with). */
 const migrationNames = readdirSync(new URL('../src/migrations/', import.meta.url)).filter((f) => f.endsWith('.sql')).sort().map((f) => f.replace(/\.sql$/, ''));
@@ -41,16 +40,6 @@ async function json<T>(args: string[], env: Record<string, string>): Promise<T> 
   if (result.code !== 0) throw new Error(`bulkhead ${args.join(' ')} exited ${String(result.code)}: ${result.stderr}`);
   return JSON.parse(result.stdout) as T;
 }
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address ? address.port : 0);
-      });
-    });
-  });
 
 async function waitFor(url: string, deadlineMs: number): Promise<Response> {
   const until = Date.now() + deadlineMs;

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BulkheadProcess, processGroup } from '../src/testing/processes.js';
+import { type BulkheadProcess, freePort, processGroup } from '../src/testing/processes.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 /** The receiver's port, fixed in the README so its commands stay copyable. */
@@ -60,16 +60,6 @@ const portIsFree = (port: number) =>
           resolve(true);
         });
       });
-  });
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => {
-        resolve(typeof address === 'object' && address ? address.port : 0);
-      });
-    });
   });
 
 async function waitReady(url: string, deadlineMs: number): Promise<void> {
