@@ -7,7 +7,7 @@
  * starts must see the relay call, the delivery and the transform's output).
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -130,6 +130,10 @@ describe('the README first session', () => {
     session = readmeSession(await readFile(path.join(root, 'README.md'), 'utf8'));
     dir = await mkdtemp(path.join(tmpdir(), 'bk-readme-data-'));
     cwd = await mkdtemp(path.join(tmpdir(), 'bk-readme-cwd-'));
+    // The SDK as the clone has it (an npm workspace: node_modules/@bulkhead/sdk → sdk/), so the
+    // README's `import … from '@bulkhead/sdk'` resolves here as it does in the clone.
+    await mkdir(path.join(cwd, 'node_modules', '@bulkhead'), { recursive: true });
+    await symlink(path.join(root, 'sdk'), path.join(cwd, 'node_modules', '@bulkhead', 'sdk'), 'dir');
     port = await freePort();
     server = group.spawn(['serve'], { ...session.serverEnv, PORT: String(port), BULKHEAD_DATA_DIR: dir });
     await server.waitForOutput(/listening on/, 60_000);
@@ -171,6 +175,12 @@ describe('the README first session', () => {
     // The event reached the destination, and so did the transform's shape of the second one.
     expect(result.stdout, report).toMatch(/receiver: POST \/hooks authorization=- \{"type":"invoice\.paid".*"amount":4200/);
     expect(result.stdout, report).toMatch(/receiver: POST \/hooks authorization=- \{"type":"invoice\.paid".*"data":\{"text":"invoice\.paid: 990"\}\}/);
+    // The SDK's post landed once (the second was replayed), both of its deliveries arrived, and
+    // a missing delivery came back as a typed not_found.
+    expect(result.stdout, report).toMatch(/^event evt_\S+: 1 delivery, 1 transform; again: replayed=true$/m);
+    expect(result.stdout.match(/^dlv_\S+ delivered after 1 attempt\(s\)$/gm), report).toHaveLength(2);
+    expect(result.stdout, report).toMatch(/^404 not_found: /m);
+    expect(result.stdout.match(/receiver: POST \/hooks authorization=- \{"type":"invoice\.paid".*"amount":7700/g), report).toHaveLength(1);
     // The checkpoint it wrote names the workspace chain, and the receiver was stopped.
     expect((JSON.parse(await readFile(path.join(cwd, 'checkpoint.json'), 'utf8')) as { chain: string }).chain).toMatch(/^ws_/);
     expect(await portIsFree(RECEIVER_PORT)).toBe(true);

@@ -33,7 +33,7 @@ export interface BulkheadOptions {
   readonly sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-interface Entry { readonly operationId: OperationId; readonly method: string; readonly path: string; readonly paginated: boolean }
+interface Entry { readonly operationId: OperationId; readonly method: string; readonly path: string; readonly paginated: boolean; readonly body: 'none' | 'required' | 'optional' }
 type AnyInput = Record<string, unknown> & { query?: Record<string, unknown>; body?: unknown };
 
 const EVENT_POSTS = new Set<OperationId>(['createEvent', 'createEventBatch']);
@@ -120,10 +120,13 @@ class BulkheadClient {
     if (this.#options.token !== undefined) headers['authorization'] = `Bearer ${this.#options.token}`;
     let body: RawBody | undefined;
     if (raw) body = input.body as RawBody | undefined;
-    else if (input.body !== undefined) {
+    else if (entry.body !== 'none') {
+      // A JSON body left out is `{}`: the types allow that only where `{}` is valid (entry.body);
+      // an operation without one sends none, whatever an untyped caller put in `body`.
       headers['content-type'] = 'application/json';
-      body = JSON.stringify(EVENT_POSTS.has(entry.operationId) ? this.#withKeys(entry.operationId, input.body, options, headers) : input.body);
-    } else if (EVENT_POSTS.has(entry.operationId)) this.#withKeys(entry.operationId, undefined, options, headers);
+      const given = input.body ?? {};
+      body = JSON.stringify(EVENT_POSTS.has(entry.operationId) ? this.#withKeys(entry.operationId, given, options, headers) : given);
+    }
     Object.assign(headers, options.headers);
 
     const response = await this.#send(url, { method: entry.method, headers, ...(body === undefined ? {} : { body }), ...(options.signal ? { signal: options.signal } : {}) }, !raw);

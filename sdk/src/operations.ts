@@ -6,13 +6,15 @@ export const operations = {
       "operationId": "getHealth",
       "method": "GET",
       "path": "/healthz",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getReadiness": {
       "operationId": "getReadiness",
       "method": "GET",
       "path": "/readyz",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "tenancy": {
@@ -20,61 +22,71 @@ export const operations = {
       "operationId": "listTenants",
       "method": "GET",
       "path": "/v1/tenants",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "createTenant": {
       "operationId": "createTenant",
       "method": "POST",
       "path": "/v1/tenants",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "getTenant": {
       "operationId": "getTenant",
       "method": "GET",
       "path": "/v1/tenants/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "deleteTenant": {
       "operationId": "deleteTenant",
       "method": "DELETE",
       "path": "/v1/tenants/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "updateTenant": {
       "operationId": "updateTenant",
       "method": "PATCH",
       "path": "/v1/tenants/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "listWorkspaces": {
       "operationId": "listWorkspaces",
       "method": "GET",
       "path": "/v1/tenants/{id}/workspaces",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "createWorkspace": {
       "operationId": "createWorkspace",
       "method": "POST",
       "path": "/v1/tenants/{id}/workspaces",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "getWorkspace": {
       "operationId": "getWorkspace",
       "method": "GET",
       "path": "/v1/workspaces/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "deleteWorkspace": {
       "operationId": "deleteWorkspace",
       "method": "DELETE",
       "path": "/v1/workspaces/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "updateWorkspace": {
       "operationId": "updateWorkspace",
       "method": "PATCH",
       "path": "/v1/workspaces/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "apiKeys": {
@@ -82,43 +94,50 @@ export const operations = {
       "operationId": "listWorkspaceApiKeys",
       "method": "GET",
       "path": "/v1/workspaces/{id}/api-keys",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "createWorkspace": {
       "operationId": "createWorkspaceApiKey",
       "method": "POST",
       "path": "/v1/workspaces/{id}/api-keys",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "list": {
       "operationId": "listApiKeys",
       "method": "GET",
       "path": "/v1/api-keys",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createApiKey",
       "method": "POST",
       "path": "/v1/api-keys",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getApiKey",
       "method": "GET",
       "path": "/v1/api-keys/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "revoke": {
       "operationId": "revokeApiKey",
       "method": "DELETE",
       "path": "/v1/api-keys/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "rotate": {
       "operationId": "rotateApiKey",
       "method": "POST",
       "path": "/v1/api-keys/{id}/rotate",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "audit": {
@@ -126,49 +145,57 @@ export const operations = {
       "operationId": "listAuditLog",
       "method": "GET",
       "path": "/v1/audit-log",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "verify": {
       "operationId": "verifyAuditLog",
       "method": "GET",
       "path": "/v1/audit-log/verify",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getCheckpoint": {
       "operationId": "getAuditCheckpoint",
       "method": "GET",
       "path": "/v1/audit-log/checkpoint",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getCheckpointKeys": {
       "operationId": "getAuditCheckpointKeys",
       "method": "GET",
       "path": "/v1/audit-log/checkpoint-key",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "listPlatform": {
       "operationId": "listPlatformAuditLog",
       "method": "GET",
       "path": "/v1/platform/audit-log",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "verifyPlatform": {
       "operationId": "verifyPlatformAuditLog",
       "method": "GET",
       "path": "/v1/platform/audit-log/verify",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getPlatformCheckpoint": {
       "operationId": "getPlatformAuditCheckpoint",
       "method": "GET",
       "path": "/v1/platform/audit-log/checkpoint",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "verifyWorkspace": {
       "operationId": "verifyWorkspaceAuditLog",
       "method": "GET",
       "path": "/v1/workspaces/{id}/audit-log/verify",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "providers": {
@@ -176,25 +203,29 @@ export const operations = {
       "operationId": "listProviders",
       "method": "GET",
       "path": "/v1/providers",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "create": {
       "operationId": "createProvider",
       "method": "POST",
       "path": "/v1/providers",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getProvider",
       "method": "GET",
       "path": "/v1/providers/{key}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "configureOAuthApp": {
       "operationId": "configureProviderOAuthApp",
       "method": "PUT",
       "path": "/v1/providers/{key}/oauth-app",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "connections": {
@@ -202,55 +233,64 @@ export const operations = {
       "operationId": "listConnections",
       "method": "GET",
       "path": "/v1/connections",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createConnection",
       "method": "POST",
       "path": "/v1/connections",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getConnection",
       "method": "GET",
       "path": "/v1/connections/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "delete": {
       "operationId": "deleteConnection",
       "method": "DELETE",
       "path": "/v1/connections/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "update": {
       "operationId": "updateConnection",
       "method": "PATCH",
       "path": "/v1/connections/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "refresh": {
       "operationId": "refreshConnection",
       "method": "POST",
       "path": "/v1/connections/{id}/refresh",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "createConnectSession": {
       "operationId": "createConnectSession",
       "method": "POST",
       "path": "/v1/connect-sessions",
-      "paginated": false
+      "paginated": false,
+      "body": "optional"
     },
     "getConnectSession": {
       "operationId": "getConnectSession",
       "method": "GET",
       "path": "/v1/connect-sessions/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "listOperationalEvents": {
       "operationId": "listOperationalEvents",
       "method": "GET",
       "path": "/v1/operational-events",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     }
   },
   "relay": {
@@ -258,49 +298,57 @@ export const operations = {
       "operationId": "listRelayLog",
       "method": "GET",
       "path": "/v1/relay-log",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "get": {
       "operationId": "getProxy",
       "method": "GET",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "put": {
       "operationId": "putProxy",
       "method": "PUT",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "post": {
       "operationId": "postProxy",
       "method": "POST",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "delete": {
       "operationId": "deleteProxy",
       "method": "DELETE",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "options": {
       "operationId": "optionsProxy",
       "method": "OPTIONS",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "head": {
       "operationId": "headProxy",
       "method": "HEAD",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "patch": {
       "operationId": "patchProxy",
       "method": "PATCH",
       "path": "/v1/proxy/{connectionId}/{*}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "destinations": {
@@ -308,43 +356,50 @@ export const operations = {
       "operationId": "listDestinations",
       "method": "GET",
       "path": "/v1/destinations",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createDestination",
       "method": "POST",
       "path": "/v1/destinations",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getDestination",
       "method": "GET",
       "path": "/v1/destinations/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "delete": {
       "operationId": "deleteDestination",
       "method": "DELETE",
       "path": "/v1/destinations/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "update": {
       "operationId": "updateDestination",
       "method": "PATCH",
       "path": "/v1/destinations/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "getSecret": {
       "operationId": "getDestinationSecret",
       "method": "GET",
       "path": "/v1/destinations/{id}/secret",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "rotateSecret": {
       "operationId": "rotateDestinationSecret",
       "method": "POST",
       "path": "/v1/destinations/{id}/rotate-secret",
-      "paginated": false
+      "paginated": false,
+      "body": "optional"
     }
   },
   "rules": {
@@ -352,31 +407,36 @@ export const operations = {
       "operationId": "listRules",
       "method": "GET",
       "path": "/v1/rules",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createRule",
       "method": "POST",
       "path": "/v1/rules",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getRule",
       "method": "GET",
       "path": "/v1/rules/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "delete": {
       "operationId": "deleteRule",
       "method": "DELETE",
       "path": "/v1/rules/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "update": {
       "operationId": "updateRule",
       "method": "PATCH",
       "path": "/v1/rules/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "events": {
@@ -384,25 +444,29 @@ export const operations = {
       "operationId": "listEvents",
       "method": "GET",
       "path": "/v1/events",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createEvent",
       "method": "POST",
       "path": "/v1/events",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "createBatch": {
       "operationId": "createEventBatch",
       "method": "POST",
       "path": "/v1/events/batch",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getEvent",
       "method": "GET",
       "path": "/v1/events/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "deliveries": {
@@ -410,25 +474,29 @@ export const operations = {
       "operationId": "listDeliveries",
       "method": "GET",
       "path": "/v1/deliveries",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "get": {
       "operationId": "getDelivery",
       "method": "GET",
       "path": "/v1/deliveries/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "retry": {
       "operationId": "retryDelivery",
       "method": "POST",
       "path": "/v1/deliveries/{id}/retry",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "recoverDestination": {
       "operationId": "recoverDestination",
       "method": "POST",
       "path": "/v1/destinations/{id}/recover",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "integrations": {
@@ -436,55 +504,64 @@ export const operations = {
       "operationId": "getIntegrationTemplateSchema",
       "method": "GET",
       "path": "/v1/integrations/schema",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "list": {
       "operationId": "listIntegrations",
       "method": "GET",
       "path": "/v1/integrations",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createIntegration",
       "method": "POST",
       "path": "/v1/integrations",
-      "paginated": false
+      "paginated": false,
+      "body": "optional"
     },
     "get": {
       "operationId": "getIntegration",
       "method": "GET",
       "path": "/v1/integrations/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "createVersion": {
       "operationId": "createIntegrationVersion",
       "method": "POST",
       "path": "/v1/integrations/{id}/versions",
-      "paginated": false
+      "paginated": false,
+      "body": "optional"
     },
     "getVersion": {
       "operationId": "getIntegrationVersion",
       "method": "GET",
       "path": "/v1/integrations/{id}/versions/{version}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "listCatalog": {
       "operationId": "listIntegrationCatalog",
       "method": "GET",
       "path": "/v1/integration-catalog",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "getCatalogEntry": {
       "operationId": "getIntegrationCatalogEntry",
       "method": "GET",
       "path": "/v1/integration-catalog/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getManifest": {
       "operationId": "getIntegrationManifest",
       "method": "GET",
       "path": "/v1/integration-catalog/{id}/versions/{version}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "instances": {
@@ -492,37 +569,43 @@ export const operations = {
       "operationId": "listInstances",
       "method": "GET",
       "path": "/v1/instances",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "create": {
       "operationId": "createInstance",
       "method": "POST",
       "path": "/v1/instances",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "get": {
       "operationId": "getInstance",
       "method": "GET",
       "path": "/v1/instances/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "delete": {
       "operationId": "deleteInstance",
       "method": "DELETE",
       "path": "/v1/instances/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "update": {
       "operationId": "updateInstance",
       "method": "PATCH",
       "path": "/v1/instances/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "upgrade": {
       "operationId": "upgradeInstance",
       "method": "POST",
       "path": "/v1/instances/{id}/upgrade",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     }
   },
   "executions": {
@@ -530,19 +613,22 @@ export const operations = {
       "operationId": "listExecutions",
       "method": "GET",
       "path": "/v1/executions",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "get": {
       "operationId": "getExecution",
       "method": "GET",
       "path": "/v1/executions/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "retry": {
       "operationId": "retryExecution",
       "method": "POST",
       "path": "/v1/executions/{id}/retry",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "usage": {
@@ -550,13 +636,15 @@ export const operations = {
       "operationId": "getUsage",
       "method": "GET",
       "path": "/v1/usage",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "getWorkspace": {
       "operationId": "getWorkspaceUsage",
       "method": "GET",
       "path": "/v1/workspaces/{id}/usage",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   },
   "inbound": {
@@ -564,37 +652,43 @@ export const operations = {
       "operationId": "listInboundSources",
       "method": "GET",
       "path": "/v1/inbound-sources",
-      "paginated": true
+      "paginated": true,
+      "body": "none"
     },
     "createSource": {
       "operationId": "createInboundSource",
       "method": "POST",
       "path": "/v1/inbound-sources",
-      "paginated": false
+      "paginated": false,
+      "body": "required"
     },
     "getSource": {
       "operationId": "getInboundSource",
       "method": "GET",
       "path": "/v1/inbound-sources/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "deleteSource": {
       "operationId": "deleteInboundSource",
       "method": "DELETE",
       "path": "/v1/inbound-sources/{id}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     },
     "rotateSourceSecret": {
       "operationId": "rotateInboundSourceSecret",
       "method": "POST",
       "path": "/v1/inbound-sources/{id}/rotate-secret",
-      "paginated": false
+      "paginated": false,
+      "body": "optional"
     },
     "receiveWebhook": {
       "operationId": "receiveInboundWebhook",
       "method": "POST",
       "path": "/hooks/{inboundId}",
-      "paginated": false
+      "paginated": false,
+      "body": "none"
     }
   }
 } as const;

@@ -4,6 +4,7 @@
  * success response's JSON (`undefined` for 204, the raw `Response` for the relay).
  */
 import type { operations as Operations } from './openapi.js';
+import type { operations as table } from './operations.js';
 
 export type OperationId = keyof Operations;
 /** A relay body, as fetch takes it. */
@@ -17,7 +18,8 @@ type ParamsPart<K extends OperationId, Where extends 'path' | 'query'> = Op<K> e
 export type PathParams<K extends OperationId> = ParamsPart<K, 'path'>;
 export type Query<K extends OperationId> = ParamsPart<K, 'query'>;
 type BodyPart<K extends OperationId> = Op<K> extends { requestBody?: infer B } ? Declared<B> : never;
-export type Body<K extends OperationId> = BodyPart<K> extends { content: { 'application/json': infer J } } ? J : never;
+// `[…] extends [never]` first: `never extends { content: … }` holds, and would infer `unknown`.
+export type Body<K extends OperationId> = [BodyPart<K>] extends [never] ? never : BodyPart<K> extends { content: { 'application/json': infer J } } ? J : never;
 
 type SuccessStatus = 200 | 201 | 202 | 203 | 204 | 206;
 type Responses<K extends OperationId> = Op<K> extends { responses: infer R } ? R : never;
@@ -29,12 +31,15 @@ export type Output<K extends OperationId> = IsRaw<K> extends true
   : { [S in SuccessKeys<K>]: Responses<K>[S] extends { content: { 'application/json': infer J } } ? J : undefined }[SuccessKeys<K>];
 
 type Optional<T> = object extends T ? true : false;
+type Entries = { [G in keyof typeof table]: (typeof table)[G][keyof (typeof table)[G]] }[keyof typeof table];
+/** Operations whose body may be left out (the generator's `body: 'optional'`: `{}` is valid). */
+type BodyOptional = Extract<Entries, { body: 'optional' }> extends { operationId: infer K } ? K : never;
 type QueryInput<K extends OperationId> = [Query<K>] extends [never] ? object : Optional<Query<K>> extends true ? { query?: Query<K> } : { query: Query<K> };
 type BodyInput<K extends OperationId> = IsRaw<K> extends true
   ? { body?: RawBody }
   : [Body<K>] extends [never]
     ? object
-    : undefined extends Op<K>['requestBody']
+    : K extends BodyOptional
       ? { body?: Body<K> }
       : { body: Body<K> };
 type PathInput<K extends OperationId> = [PathParams<K>] extends [never] ? object : PathParams<K>;

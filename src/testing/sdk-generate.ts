@@ -53,11 +53,34 @@ export function methodOf(tag: string, operationId: string): string {
   return operationId;
 }
 
-interface Operation { operationId: string; tags: string[]; parameters?: { in: string; name: string; $ref?: string }[] }
-interface Document { paths: Record<string, Record<string, unknown>>; components: { parameters?: Record<string, { in: string; name: string }> } }
+interface Schema { $ref?: string; type?: string; required?: string[]; minProperties?: number; anyOf?: unknown[]; oneOf?: unknown[]; allOf?: unknown[] }
+interface Operation {
+  operationId: string;
+  tags: string[];
+  parameters?: { in: string; name: string; $ref?: string }[];
+  requestBody?: { required?: boolean; content?: Record<string, { schema?: Schema } | undefined> };
+}
+interface Document { paths: Record<string, Record<string, unknown>>; components: { parameters?: Record<string, { in: string; name: string }>; schemas?: Record<string, Schema> } }
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch'];
 
-export interface OperationEntry { operationId: string; method: string; path: string; paginated: boolean }
+/**
+ * `body`: whether the operation takes a JSON body, and whether it may be left out — when the
+ * document does not require it, or `{}` is valid (an object schema with nothing required and no
+ * `minProperties`: `rotateDestinationSecret`, not a PATCH that needs one field). The client sends
+ * `{}` for one left out, so the server's "body must be object" never reaches a caller.
+ */
+export type BodyKind = 'none' | 'required' | 'optional';
+export interface OperationEntry { operationId: string; method: string; path: string; paginated: boolean; body: BodyKind }
+
+function bodyKind(doc: Document, op: Operation): BodyKind {
+  const json = op.requestBody?.content?.['application/json'];
+  if (json === undefined) return 'none';
+  if (op.requestBody?.required !== true) return 'optional';
+  let schema = json.schema;
+  if (schema?.$ref !== undefined) schema = doc.components.schemas?.[schema.$ref.split('/').at(-1) ?? ''];
+  if (schema === undefined || schema.type !== 'object' || schema.anyOf || schema.oneOf || schema.allOf) return 'required';
+  return (schema.required ?? []).length === 0 && (schema.minProperties ?? 0) === 0 ? 'optional' : 'required';
+}
 
 /** group → method → operation, in document order. */
 export function operationTable(doc: Document): Record<string, Record<string, OperationEntry>> {
@@ -73,7 +96,7 @@ export function operationTable(doc: Document): Record<string, Record<string, Ope
       const group = (table[groupOf(tag)] ??= {});
       const name = methodOf(tag, op.operationId);
       if (group[name]) throw new Error(`${op.operationId} and ${group[name].operationId} both map to ${groupOf(tag)}.${name}`);
-      group[name] = { operationId: op.operationId, method: method.toUpperCase(), path, paginated: parameters.some((p) => p?.in === 'query' && p.name === 'cursor') };
+      group[name] = { operationId: op.operationId, method: method.toUpperCase(), path, paginated: parameters.some((p) => p?.in === 'query' && p.name === 'cursor'), body: bodyKind(doc, op) };
     }
   }
   return table;
