@@ -78,7 +78,7 @@ function bodyKind(doc: Document, op: Operation): BodyKind {
   if (op.requestBody?.required !== true) return 'optional';
   let schema = json.schema;
   if (schema?.$ref !== undefined) schema = doc.components.schemas?.[schema.$ref.split('/').at(-1) ?? ''];
-  if (schema === undefined || schema.type !== 'object' || schema.anyOf || schema.oneOf || schema.allOf) return 'required';
+  if (schema?.type !== 'object' || schema.anyOf || schema.oneOf || schema.allOf) return 'required';
   return (schema.required ?? []).length === 0 && (schema.minProperties ?? 0) === 0 ? 'optional' : 'required';
 }
 
