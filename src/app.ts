@@ -49,6 +49,7 @@ import { registerUsageRoutes } from './limits/routes.js';
 import { createUsageService } from './limits/usage.js';
 import { createEventService } from './events/ingest.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
+import { emitOperationalEvent } from './events/operational.js';
 import { registerEventRoutes } from './events/routes.js';
 import { createDestinationService } from './routing/destinations.js';
 import { createRuleService } from './routing/rules.js';
@@ -260,6 +261,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
       circuitFailures: config.circuitFailures,
       circuitCooldownMs: config.circuitCooldownMs,
     },
+    emit: (tx, alert, { route }) => emitOperationalEvent(tx, { vault: core.vault, runtime }, alert, { route }),
     cutShort: () => cut,
     observer: metrics.delivery,
   });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { emitOperationalEvent } from '../events/operational.js';
 import { createDeliveryEngine } from './engine.js';
 import { startTestApp, type TestApp } from '../testing/app.js';
 import { backends } from '../testing/databases.js';
@@ -42,6 +43,7 @@ describe.each(backends)('delivery flow control and operational events on $name',
         destinations: t.app.core.destinations,
         runtime: t.clock,
         logger: t.app.http.log,
+        emit: (tx, alert, options) => emitOperationalEvent(tx, { vault: t.app.core.vault, runtime: t.clock }, alert, options),
         options: { concurrency, perDestination: 4, leaseMs: 60_000, pollMs: 50, timeoutMs: 5000, schedule: [1], disableAfterMs: 86_400_000, keepResponseBytes: 1024, defaultMaxInFlight: 16, circuitFailures: 3, circuitCooldownMs: 1000 },
       });
 

@@ -33,6 +33,11 @@ export function createQueueWorker<T extends { readonly id: string }>(deps: {
   /** Runs one claimed item. A rejection is a bug: it goes to `onError` and the item's lease runs out. */
   run: (item: T) => Promise<void>;
   capacity: number;
+  /**
+   * Claim only when at least this many slots are free, or nothing runs (default 1): with a
+   * floor, slots freed one at a time are gathered into one larger claim instead of a claim each.
+   */
+  claimFloor?: number;
   pollMs: number;
   onError: (error: unknown, context: { item?: T; phase: 'claim' | 'run' | 'release' }) => void;
   /** Hands back whatever this process still holds (called once running items finished or the grace ran out). */
@@ -66,6 +71,11 @@ export function createQueueWorker<T extends { readonly id: string }>(deps: {
     }
     if (timer) clearTimeout(timer);
     timer = undefined;
+    if (inflight.size > 0 && deps.capacity - inflight.size < Math.min(deps.claimFloor ?? 1, deps.capacity)) {
+      // Too little room: the next item to finish wakes the loop (and the poll is the backstop).
+      timer = setTimeout(loop, deps.pollMs);
+      return;
+    }
     claiming = true;
     again = false;
     claim()

@@ -84,9 +84,29 @@ export function createMetrics(deps: {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [registry],
   });
+  const batchSizes = new Histogram({
+    name: 'bulkhead_delivery_batch_size',
+    help: 'Deliveries per claim (step "claim") and finished attempts per recording transaction (step "record")',
+    labelNames: ['step'],
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    registers: [registry],
+  });
+  const records = new Histogram({
+    name: 'bulkhead_delivery_record_duration_seconds',
+    help: 'Time one recording transaction takes (a workspace\'s finished attempts: states, attempts, destination health)',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  });
   const delivery: DeliveryObserver = {
-    claimed(seconds) { claims.observe(seconds); },
+    claimed(seconds, size) {
+      claims.observe(seconds);
+      if (size > 0) batchSizes.observe({ step: 'claim' }, size);
+    },
     attempted(outcome) { attempts.inc({ outcome }); },
+    recorded(seconds, size) {
+      records.observe(seconds);
+      batchSizes.observe({ step: 'record' }, size);
+    },
   };
   const { queues } = deps;
   if (queues) {

@@ -207,6 +207,18 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
     /** The secrets that sign now, newest first (the engine's path: the destination is known to exist). */
     activeSecrets: async (tx: WorkspaceTx, id: string): Promise<string[]> => (await activeSecretRows(tx, id)).map((s) => s.secret),
 
+    /** The signing secrets of several destinations in one statement (the delivery engine's batch load), newest first. */
+    async activeSecretsOf(tx: WorkspaceTx, ids: readonly string[]): Promise<Map<string, string[]>> {
+      const { rows } = await tx.query<{ id: string; destination_id: string; secret: Uint8Array }>(
+        'SELECT id, destination_id, secret FROM destination_secrets WHERE destination_id = ANY($1::text[]) AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, id DESC',
+        [ids, runtime.now()],
+      );
+      const sealer = vault.workspace(tx);
+      const secrets = new Map<string, string[]>(ids.map((id) => [id, []]));
+      for (const r of rows) secrets.get(r.destination_id)?.push(await sealer.openText(secretPlace(r.id), r.secret));
+      return secrets;
+    },
+
     async rotateSecret(tx: WorkspaceTx, ctx: ActionContext, id: string, overlapSeconds: number): Promise<{ secret: string; previousExpiresAt: string }> {
       await find(tx, id, true);
       const expiresAt = new Date(runtime.now().getTime() + overlapSeconds * 1000);

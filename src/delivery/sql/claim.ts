@@ -17,8 +17,8 @@
  * Serving destinations least-recently-first is the fairness: a workspace with a backlog of
  * 100,000 deliveries gets one turn per round like a workspace with one.
  */
-import type { WithPlatform } from '../db/tenant-tx.js';
-import { allowance, type FlowPolicy, tokensAt } from './flow.js';
+import type { WithPlatform } from '../../db/tenant-tx.js';
+import { allowance, type FlowPolicy, tokensAt } from '../flow.js';
 
 export interface Claimed {
   readonly workspace_id: string;
