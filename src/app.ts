@@ -50,6 +50,8 @@ import { createUsageService } from './limits/usage.js';
 import { createEventService } from './events/ingest.js';
 import { createDeliveryEngine, type DeliveryEngine } from './delivery/engine.js';
 import { emitOperationalEvent } from './events/operational.js';
+import { registerDeliveryRoutes } from './delivery/routes.js';
+import { cancelDestinationDeliveries } from './delivery/sql/cancel.js';
 import { registerEventRoutes } from './events/routes.js';
 import { createDestinationService } from './routing/destinations.js';
 import { createRuleService } from './routing/rules.js';
@@ -123,7 +125,7 @@ export function createCore(options: CoreOptions) {
     resealer: createResealer({ withWorkspace, withPlatform, vault }),
     events,
     inbound: createInbound({ withPlatform, withWorkspace, vault, events, runtime, publicUrl, defaults: { eventPayloadBytes: config.eventPayloadBytes, eventsPerMonth: config.eventsPerMonth } }),
-    destinations: createDestinationService({ vault, runtime, checkUrl: (url) => egress.checkUrl(url) }),
+    destinations: createDestinationService({ vault, runtime, checkUrl: (url) => egress.checkUrl(url), cancelDeliveries: cancelDestinationDeliveries }),
     rules: createRuleService({ runtime }),
     egress,
     providers,
@@ -222,7 +224,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, compile: (source, language) => core.sandbox.compile(source, language), limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
     // In the `all` role the engine is in this process: a committed event wakes it at once.
-    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, vault: core.vault, now: () => runtime.now(), onIngested: () => { engine.wake(); runner.wake(); } });
+    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, onIngested: () => { engine.wake(); runner.wake(); } });
+    registerDeliveryRoutes(http, { withWorkspace: core.withWorkspace, vault: core.vault, now: () => runtime.now() });
     registerIntegrationRoutes(http, { integrations: core.integrations });
     registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations: core.integrations });
     registerInstanceRoutes(http, { withWorkspace: core.withWorkspace, instances: core.instances, limits: { instances: config.instancesPerWorkspace } });

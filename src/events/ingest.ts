@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '../audit/chain.js';
 import { mapSerially } from '../db/serially.js';
 import type { WorkspaceTx } from '../db/tenant-tx.js';
+import { enqueueEventDeliveries, type EventDelivery } from '../delivery/sql/enqueue.js';
 import { BulkheadError, notFound } from '../errors.js';
 import { idPattern, isId, newId, type Runtime } from '../ids.js';
 import { decodeCursor, type Page, toPage } from '../pagination.js';
@@ -161,15 +162,11 @@ export async function writeEvents(
       sealed.map((b) => Buffer.from(b).toString('hex')), items.map((x) => Buffer.byteLength(x.json)), items.map((x) => x.input.idempotencyKey ?? null),
     ],
   );
-  const deliveries = { id: [] as string[], event: [] as string[], destination: [] as string[], rule: [] as string[], ordering: [] as (string | null)[] };
+  const deliveries: EventDelivery[] = [];
   const counts = items.map((item, i) => {
     const targets = targetsOf(routing, item.input, exceptDestinationId);
     for (const [destinationId, target] of targets) {
-      deliveries.id.push(newId('delivery', deps.runtime));
-      deliveries.event.push(ids[i] as string);
-      deliveries.destination.push(destinationId);
-      deliveries.rule.push(target.ruleId);
-      deliveries.ordering.push(target.ordered ? (item.input.resourceId ?? null) : null);
+      deliveries.push({ id: newId('delivery', deps.runtime), eventId: ids[i] as string, destinationId, ruleId: target.ruleId, orderingKey: target.ordered ? (item.input.resourceId ?? null) : null });
     }
     return targets.size;
   });
@@ -195,14 +192,7 @@ export async function writeEvents(
       [tx.workspaceId, now, executions.id, executions.kind, executions.event, executions.rule, executions.revision, executions.instance, executions.trigger],
     );
   }
-  if (deliveries.id.length > 0) {
-    await tx.query(
-      `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, status, next_attempt_at, ordering_key, created_at, updated_at)
-       SELECT $1, d.id, d.event_id, d.destination_id, d.rule_id, 'pending', $2, d.ordering_key, $2, $2
-         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS d(id, event_id, destination_id, rule_id, ordering_key)`,
-      [tx.workspaceId, now, deliveries.id, deliveries.event, deliveries.destination, deliveries.rule, deliveries.ordering],
-    );
-  }
+  await enqueueEventDeliveries(tx, now, deliveries);
   return ids.map((id, i) => ({ id, createdAt: now, deliveries: counts[i] as number, executions: started[i] as number }));
 }
 

@@ -16,6 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { isDatabaseUnavailable } from '../db/errors.js';
 import type { WithPlatform, WithWorkspace, WorkspaceTx } from '../db/tenant-tx.js';
+import { enqueueExecutionDeliveries, type ExecutionDelivery } from '../delivery/sql/enqueue.js';
 import { newId, type Runtime } from '../ids.js';
 import { createQueueWorker } from '../jobs/claim-loop.js';
 import type { Logger } from '../logging.js';
@@ -93,21 +94,12 @@ export function createExecutionRunner(deps: {
     if (done.rowCount === 0) return -1;
     if (outcome.deliveries.length === 0) return 0;
     const ids = outcome.deliveries.map(() => newId('delivery', runtime));
-    const sealed: string[] = [];
+    const rows: ExecutionDelivery[] = [];
     for (const [i, d] of outcome.deliveries.entries()) {
-      sealed.push(Buffer.from(await sealer.seal({ table: 'deliveries', rowId: ids[i] as string, column: 'payload' }, JSON.stringify(d.payload))).toString('hex'));
+      const deliveryId = ids[i] as string;
+      rows.push({ id: deliveryId, destinationId: d.destinationId, part: d.part, eventType: d.eventType, payload: await sealer.seal({ table: 'deliveries', rowId: deliveryId, column: 'payload' }, JSON.stringify(d.payload)) });
     }
-    const written = await tx.query(
-      `INSERT INTO deliveries (workspace_id, id, event_id, destination_id, rule_id, execution_id, part, event_type, payload, status, next_attempt_at, created_at, updated_at)
-       SELECT $1, d.id, $2, d.destination_id, $3, $4, d.part, d.event_type, decode(d.payload, 'hex'), 'pending', $5, $5, $5
-         FROM unnest($6::text[], $7::text[], $8::int[], $9::text[], $10::text[]) AS d(id, destination_id, part, event_type, payload)
-       ON CONFLICT (workspace_id, execution_id, destination_id, part) WHERE execution_id IS NOT NULL DO NOTHING`,
-      [
-        tx.workspaceId, plan.trigger?.id ?? null, plan.ruleId, id, now,
-        ids, outcome.deliveries.map((d) => d.destinationId), outcome.deliveries.map((d) => d.part), outcome.deliveries.map((d) => d.eventType), sealed,
-      ],
-    );
-    return written.rowCount;
+    return enqueueExecutionDeliveries(tx, { executionId: id, eventId: plan.trigger?.id ?? null, ruleId: plan.ruleId, now }, rows);
   }
 
   async function execute(claimed: ClaimedExecution): Promise<void> {

@@ -107,7 +107,13 @@ export function headerProblems(headers: Record<string, string>): string[] {
 const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 const secretPlace = (id: string) => ({ table: 'destination_secrets', rowId: id, column: 'secret' });
 
-export function createDestinationService(deps: { vault: Vault; runtime: Runtime; checkUrl: (url: string) => Promise<void> }) {
+export function createDestinationService(deps: {
+  vault: Vault;
+  runtime: Runtime;
+  checkUrl: (url: string) => Promise<void>;
+  /** The delivery queue's cancel transition (delivery/sql/cancel.ts), handed down: routing sits below delivery. */
+  cancelDeliveries: (tx: WorkspaceTx, destinationId: string, now: Date) => Promise<number>;
+}) {
   const { vault, runtime } = deps;
 
   async function find(tx: WorkspaceTx, id: string, lock = false): Promise<Row> {
@@ -193,7 +199,7 @@ export function createDestinationService(deps: { vault: Vault; runtime: Runtime;
       await find(tx, id, true);
       const inUse = await tx.query<{ id: string }>('SELECT id FROM rules WHERE $1 = ANY (destination_ids) LIMIT 5', [id]);
       if (inUse.rows.length > 0) throw new BulkheadError('conflict', 'rules still send to this destination; change or delete them first', { details: { rules: inUse.rows.map((r) => r.id) } });
-      await tx.query("UPDATE deliveries SET status = 'cancelled', updated_at = $2 WHERE destination_id = $1 AND status IN ('pending', 'retrying')", [id, runtime.now()]);
+      await deps.cancelDeliveries(tx, id, runtime.now());
       await tx.query('DELETE FROM destinations WHERE id = $1', [id]);
       await workspaceAudit.append(tx, runtime, { ...ctx, action: 'destination.delete', target: { type: 'destination', id }, outcome: 'success' });
     },
