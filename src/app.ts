@@ -63,6 +63,7 @@ import { createSandbox } from './sandbox/index.js';
 import { createExecutionRunner, type ExecutionRunner } from './executions/runner.js';
 import { cronJob } from './executions/scheduler.js';
 import { executionRetentionJob } from './executions/retention.js';
+import { retentionJob } from './jobs/retention.js';
 import { registerExecutionRoutes } from './executions/routes.js';
 import { createExecutionStore } from './executions/store.js';
 import { createInstanceService } from './integrations/instances.js';
@@ -204,7 +205,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
   http.addHook('onRequest', createAuthHook({ adminToken: secrets.adminToken, authenticator: rememberUnknownKeys(core.authenticator), rateLimiter, authFailures, lastUsed: core.lastUsed, now: () => runtime.now() }));
   registerHealthRoutes(http, options.db);
+  const retention = retentionJob({ withPlatform: core.withPlatform, withWorkspace: core.withWorkspace, runtime, defaultDays: config.retentionDays, intervalMs: config.retentionIntervalMs, batch: config.retentionBatch });
   const metrics = createMetrics({
+    retention: retention.metrics,
     egress: core.egress.metrics,
     inbound: core.inbound.metrics,
     relay: core.relay.metrics,
@@ -293,6 +296,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
             resealJob({ resealer: core.resealer, intervalMs: config.jobIntervalMs * 6 }),
             // Cron has minute resolution: a look every few seconds fires each slot within seconds of its time.
             executionRetentionJob({ withPlatform: core.withPlatform, withWorkspace: core.withWorkspace, runtime, defaultDays: config.executionRetentionDays, intervalMs: config.jobIntervalMs * 30 }),
+            retention,
             cronJob({ withPlatform: core.withPlatform, withWorkspace: core.withWorkspace, runtime, intervalMs: Math.min(config.jobIntervalMs, 5_000), onQueued: () => { runner.wake(); } }),
           ],
           logger,

@@ -89,6 +89,9 @@ export interface Config {
   readonly executionConcurrency: number;
   readonly executionLeaseMs: number;
   readonly executionRetentionDays: number;
+  readonly retentionDays: number;
+  readonly retentionIntervalMs: number;
+  readonly retentionBatch: number;
   readonly instancesPerWorkspace: number;
 }
 
@@ -259,6 +262,9 @@ export const settings = {
   executionConcurrency: { name: 'BULKHEAD_EXECUTION_CONCURRENCY', description: 'Executions (rule transforms, instance runs) a worker process runs at once', default: '16', parse: integer(1, 10_000) },
   executionLeaseMs: { name: 'BULKHEAD_EXECUTION_LEASE_MS', description: 'How long a claimed execution stays with its worker; a crashed worker\'s executions run again after this (must exceed BULKHEAD_SANDBOX_WALL_MS)', default: '120000', parse: integer(1_000, 3_600_000) },
   executionRetentionDays: { name: 'BULKHEAD_EXECUTION_RETENTION_DAYS', description: 'Days a finished execution and its step log are kept; a tenant\'s `limits.executionRetentionDays` overrides it', default: '30', parse: integer(1, 3650) },
+  retentionDays: { name: 'BULKHEAD_RETENTION_DAYS', description: 'Days an event is kept once all its deliveries are finished (with its deliveries and their attempts), and a relay or operational log entry is kept; a tenant\'s `limits.retentionDays` overrides it. A failed delivery can be retried until then', default: '30', parse: integer(1, 3650) },
+  retentionIntervalMs: { name: 'BULKHEAD_RETENTION_INTERVAL_MS', description: 'How often the worker removes what is past retention (in batches, each its own short transaction, for at most a minute per run)', default: '300000', parse: integer(1_000, 86_400_000) },
+  retentionBatch: { name: 'BULKHEAD_RETENTION_BATCH', description: 'Rows per retention statement (events, or deliveries, or log entries); each batch is one transaction', default: '1000', parse: integer(1, 100_000) },
   instancesPerWorkspace: { name: 'BULKHEAD_INSTANCES_PER_WORKSPACE', description: 'Most integration instances per workspace', default: '100', parse: integer(1, 100_000) },
   lastUsedFlushMs: { name: 'BULKHEAD_LAST_USED_FLUSH_MS', description: 'How often batched API-key `lastUsedAt` times are written', default: '10000', parse: integer(100, 600_000) },
 } as const satisfies Record<string, Setting<unknown>>;
@@ -367,6 +373,9 @@ export function parseConfig(env: Readonly<Record<string, string | undefined>>): 
     executionConcurrency: withDefault('executionConcurrency'),
     executionLeaseMs: withDefault('executionLeaseMs'),
     executionRetentionDays: withDefault('executionRetentionDays'),
+    retentionDays: withDefault('retentionDays'),
+    retentionIntervalMs: withDefault('retentionIntervalMs'),
+    retentionBatch: withDefault('retentionBatch'),
     instancesPerWorkspace: withDefault('instancesPerWorkspace'),
   });
 }

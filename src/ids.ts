@@ -66,6 +66,14 @@ export function newId(kind: IdKind, runtime: Runtime): string {
   return `${idPrefixes[kind]}_${encodeTime(runtime.now().getTime())}${encodeRandom(runtime.randomBytes(10))}`;
 }
 
+/**
+ * The smallest id of `kind` made at `at`: every id made earlier sorts below it, so "older than"
+ * is a range of a primary key (retention walks the relay and operational logs this way).
+ */
+export function idBefore(kind: IdKind, at: Date): string {
+  return `${idPrefixes[kind]}_${encodeTime(Math.max(0, at.getTime()))}`;
+}
+
 export function idPattern(kind: IdKind): string {
   return `^${idPrefixes[kind]}_[0-9a-z]{26}$`;
 }

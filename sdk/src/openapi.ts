@@ -2228,6 +2228,8 @@ export interface components {
             eventPayloadBytes?: number;
             /** @description Days finished executions are kept (default BULKHEAD_EXECUTION_RETENTION_DAYS) */
             executionRetentionDays?: number;
+            /** @description Days events, deliveries and the relay and operational logs are kept (default BULKHEAD_RETENTION_DAYS) */
+            retentionDays?: number;
         };
         /** TenantPage */
         TenantPage: {

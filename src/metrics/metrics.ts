@@ -12,6 +12,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { DeliveryObserver } from '../delivery/engine.js';
 import type { EgressMetrics } from '../egress/client.js';
 import type { InboundMetrics } from '../inbound/index.js';
+import type { RetentionMetrics } from '../jobs/retention.js';
 import type { HttpServer } from '../http/server.js';
 import type { RelayMetrics } from '../relay/relay.js';
 import type { SandboxStats } from '../sandbox/index.js';
@@ -24,6 +25,7 @@ export function createMetrics(deps: {
   sandbox?: (() => SandboxStats) | undefined;
   /** The queues' figures (cached by their owner: see queue-figures.ts). */
   queues?: (() => Promise<QueueFigures>) | undefined;
+  retention?: RetentionMetrics | undefined;
 }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bulkhead_' });
@@ -175,6 +177,19 @@ export function createMetrics(deps: {
       collect() {
         this.reset();
         for (const [outcome, count] of relay.outcomes) this.inc({ outcome }, count);
+      },
+    });
+  }
+  const { retention } = deps;
+  if (retention) {
+    new Counter({
+      name: 'bulkhead_retention_removed_total',
+      help: 'Rows removed by retention in this process, by table (events, deliveries, delivery_attempts, relay_log, operational_events)',
+      labelNames: ['table'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [table, count] of retention.removed) this.inc({ table }, count);
       },
     });
   }

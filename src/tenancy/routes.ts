@@ -16,6 +16,7 @@ const Limits = named('TenantLimits', Type.Object(
     eventsPerMonth: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000_000_000 })),
     eventPayloadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1_048_576 })),
     executionRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, description: 'Days finished executions are kept (default BULKHEAD_EXECUTION_RETENTION_DAYS)' })),
+    retentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650, description: 'Days events, deliveries and the relay and operational logs are kept (default BULKHEAD_RETENTION_DAYS)' })),
   },
   { additionalProperties: false },
 ));

@@ -19,6 +19,7 @@ export interface TenantLimits {
   readonly eventsPerMonth?: number;
   readonly eventPayloadBytes?: number;
   readonly executionRetentionDays?: number;
+  readonly retentionDays?: number;
 }
 
 export interface TenantView {
