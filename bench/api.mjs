@@ -17,8 +17,7 @@ const READ_TARGET = 0.5;
 const secret = () => randomBytes(32).toString('base64url');
 
 /** A fresh PostgreSQL database for one side of a run; `drop()` removes it (and `role`, if given). */
-async function benchDatabase(postgresUrl, prefix) {
-  const name = `${prefix}_${randomBytes(4).toString('hex')}`;
+export async function benchDatabase(postgresUrl, prefix, name = `${prefix}_${randomBytes(4).toString('hex')}`) {
   const sql = async (text) => {
     const admin = new pg.Client({ connectionString: postgresUrl });
     await admin.connect();
@@ -71,7 +70,7 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
   try {
     const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
     const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
-    return { ...server, adminToken: env.BULKHEAD_ADMIN_TOKEN, healthzMs, readyzMs, cleanup };
+    return { ...server, adminToken: env.BULKHEAD_ADMIN_TOKEN, database: database?.name ?? null, healthzMs, readyzMs, cleanup };
   } catch (error) {
     // A server that never became ready must not outlive the run (nor its database).
     await cleanup();
