@@ -29,13 +29,20 @@ export function tokensAt(state: Pick<FlowState, 'ratePerSecond' | 'tokens' | 're
   return Math.min(rate, state.tokens + elapsed * rate);
 }
 
+/** The most deliveries to this destination in flight at once, across workers. */
+export function inFlightCap(state: Pick<FlowState, 'maxInFlight' | 'consecutiveFailures'>, policy: FlowPolicy): number {
+  // A circuit past its cool-down is half-open: one probe in flight at a time until one succeeds.
+  return state.consecutiveFailures >= policy.circuitFailures ? 1 : state.maxInFlight;
+}
+
+/** What the rate limit and `want` allow, before the in-flight cap (the claim subtracts what is in flight in SQL). */
+export function allowanceByRate(state: Pick<FlowState, 'ratePerSecond' | 'tokens' | 'refilledAt'>, now: Date, want: number): number {
+  return Math.max(0, Math.min(want, Math.floor(tokensAt(state, now))));
+}
+
 /** How many deliveries to this destination a claim may take now, at most `want`. */
 export function allowance(state: FlowState, policy: FlowPolicy, now: Date, want: number): number {
-  // A circuit past its cool-down is half-open: one probe in flight at a time until one succeeds.
-  const cap = state.consecutiveFailures >= policy.circuitFailures ? 1 : state.maxInFlight;
-  const byCap = cap - state.inFlight;
-  const byRate = Math.floor(tokensAt(state, now));
-  return Math.max(0, Math.min(want, byCap, byRate));
+  return Math.max(0, Math.min(allowanceByRate(state, now, want), inFlightCap(state, policy) - state.inFlight));
 }
 
 /** How long the circuit stays open after failure number `failures` (at or past the threshold). */
