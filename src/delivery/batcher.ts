@@ -1,7 +1,8 @@
 /**
- * Group commit per key (the engine keys by workspace): items added while a flush of their key
- * is running wait and go together in the next one, up to `maxBatch`; an item added when none is
- * running goes out on the next turn of the event loop, with whatever else arrived in that turn.
+ * Group commit per key (the engine keys by workspace): items added while `maxConcurrent` flushes
+ * of their key are running wait and go together in the next one, up to `maxBatch`; an item added
+ * when fewer run goes out on the next turn of the event loop, with whatever else arrived in that
+ * turn. More than one flush per key lets one commit's fsync overlap the next batch's statements.
  * Under load a batch is as large as what finished during the previous commit; when idle an
  * item waits one turn, not a timer. `add` resolves once the flush holding the item committed,
  * and rejects with the flush's error, so a caller still knows its own item's fate.
@@ -18,22 +19,30 @@ interface Waiting<T> {
   readonly reject: (error: unknown) => void;
 }
 
-export function createBatcher<T>(flush: (key: string, items: readonly T[]) => Promise<void>, maxBatch: number): Batcher<T> {
+export function createBatcher<T>(flush: (key: string, items: readonly T[]) => Promise<void>, maxBatch: number, maxConcurrent = 1): Batcher<T> {
   const queues = new Map<string, Waiting<T>[]>();
-  const running = new Set<string>();
+  /** Flushes running per key. */
+  const running = new Map<string, number>();
+  const busy = (key: string) => (running.get(key) ?? 0) >= maxConcurrent;
   let pending = 0;
 
   function schedule(key: string): void {
-    setImmediate(() => void drain(key));
+    setImmediate(() => { drain(key); });
   }
 
-  async function drain(key: string): Promise<void> {
-    if (running.has(key)) return;
-    const queue = queues.get(key);
-    if (!queue || queue.length === 0) return;
-    const batch = queue.splice(0, maxBatch);
-    if (queue.length === 0) queues.delete(key);
-    running.add(key);
+  /** Starts flushes of `key` while there is work and room. */
+  function drain(key: string): void {
+    while (!busy(key)) {
+      const queue = queues.get(key);
+      if (!queue || queue.length === 0) return;
+      const batch = queue.splice(0, maxBatch);
+      if (queue.length === 0) queues.delete(key);
+      running.set(key, (running.get(key) ?? 0) + 1);
+      void run(key, batch);
+    }
+  }
+
+  async function run(key: string, batch: readonly Waiting<T>[]): Promise<void> {
     try {
       await flush(key, batch.map((w) => w.item));
       for (const w of batch) w.resolve();
@@ -41,8 +50,10 @@ export function createBatcher<T>(flush: (key: string, items: readonly T[]) => Pr
       for (const w of batch) w.reject(error);
     } finally {
       pending -= batch.length;
-      running.delete(key);
-      if (queues.has(key)) void drain(key);
+      const left = (running.get(key) ?? 1) - 1;
+      if (left > 0) running.set(key, left);
+      else running.delete(key);
+      drain(key);
     }
   }
 
@@ -54,7 +65,7 @@ export function createBatcher<T>(flush: (key: string, items: readonly T[]) => Pr
         if (queue) queue.push({ item, resolve, reject });
         else {
           queues.set(key, [{ item, resolve, reject }]);
-          if (!running.has(key)) schedule(key);
+          if (!busy(key)) schedule(key);
         }
       });
     },

@@ -74,6 +74,11 @@ interface Prepared extends Claimed {
   readonly secrets: readonly string[];
 }
 
+/** A claimed delivery, and its load (shared with the rest of its workspace's claim). */
+interface Leased extends Claimed {
+  readonly ready: Promise<Prepared | undefined>;
+}
+
 interface Result {
   readonly prepared: Prepared;
   readonly outcome: AttemptOutcome;
@@ -134,11 +139,12 @@ export function createDeliveryEngine(deps: {
   };
 
   /**
-   * The claim, then for each workspace in it one transaction that reads all of its claimed
-   * deliveries with payloads and destinations and each destination's secrets once. A workspace
-   * whose load fails (its keys shredded, say) keeps its leases until they run out; the others go on.
+   * The claim; then, for each workspace in it, one transaction that reads all of its claimed
+   * deliveries with payloads and destinations and each destination's secrets once. The loads are
+   * not awaited here: the next claim starts while they run, and each attempt waits for its own.
+   * A workspace whose load fails (its keys shredded, say) keeps its leases until they run out.
    */
-  async function claim(limit: number): Promise<Prepared[]> {
+  async function claim(limit: number): Promise<Leased[]> {
     const started = performance.now();
     let claimed: Claimed[] = [];
     try {
@@ -148,15 +154,18 @@ export function createDeliveryEngine(deps: {
     }
     const byWorkspace = new Map<string, Claimed[]>();
     for (const c of claimed) byWorkspace.set(c.workspace_id, [...(byWorkspace.get(c.workspace_id) ?? []), c]);
-    const loaded = await Promise.all(
-      [...byWorkspace].map(([workspaceId, items]) =>
-        load(workspaceId, items).catch((error: unknown) => {
+    const leased: Leased[] = [];
+    for (const [workspaceId, items] of byWorkspace) {
+      const loaded = load(workspaceId, items).then(
+        (prepared) => new Map(prepared.map((p) => [p.id, p])),
+        (error: unknown) => {
           deps.logger.warn({ err: error, workspace: workspaceId, deliveries: items.length }, 'loading claimed deliveries failed; they are retried when their leases expire');
-          return [];
-        }),
-      ),
-    );
-    return loaded.flat();
+          return new Map<string, Prepared>();
+        },
+      );
+      for (const c of items) leased.push({ ...c, ready: loaded.then((m) => m.get(c.id)) });
+    }
+    return leased;
   }
 
   async function load(workspaceId: string, items: readonly Claimed[]): Promise<Prepared[]> {
@@ -228,7 +237,7 @@ export function createDeliveryEngine(deps: {
     deps.observer?.recorded((performance.now() - started) / 1000, results.length);
   }
 
-  const recorder = createBatcher<Result>(recordBatch, RECORD_BATCH_MAX);
+  const recorder = createBatcher<Result>(recordBatch, RECORD_BATCH_MAX, RECORDS_PER_WORKSPACE);
 
   async function attempt(prepared: Prepared): Promise<void> {
     const startedAt = runtime.now();
@@ -257,10 +266,12 @@ export function createDeliveryEngine(deps: {
   }
 
   /** An attempt, counted against its destination's share of this worker while it runs. */
-  async function attemptCounted(c: Prepared): Promise<void> {
+  async function attemptCounted(c: Leased): Promise<void> {
     inflightByDestination.set(c.destination_id, (inflightByDestination.get(c.destination_id) ?? 0) + 1);
     try {
-      await attempt(c);
+      // Undefined: the lease was lost before the load (another worker has it), or the load failed.
+      const prepared = await c.ready;
+      if (prepared) await attempt(prepared);
     } finally {
       const left = (inflightByDestination.get(c.destination_id) ?? 1) - 1;
       if (left > 0) inflightByDestination.set(c.destination_id, left);
@@ -301,5 +312,7 @@ export function createDeliveryEngine(deps: {
 
 /** Most finished attempts of one workspace recorded in one transaction. */
 const RECORD_BATCH_MAX = 200;
+/** Recording transactions of one workspace at once: one commit's wait overlaps the next batch. */
+const RECORDS_PER_WORKSPACE = 2;
 
 export type DeliveryEngine = ReturnType<typeof createDeliveryEngine>;

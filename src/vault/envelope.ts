@@ -8,7 +8,8 @@
  *   bytes 5-16  random 96-bit nonce
  *   then        ciphertext, then the 16-byte tag
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
+import { secureRandomBytes } from '../random.js';
 import { BulkheadError } from '../errors.js';
 
 export const FORMAT_VERSION = 1;
@@ -41,7 +42,7 @@ export function sealValue(dek: Buffer, dekVersion: number, aad: Buffer, plaintex
   const header = Buffer.alloc(HEADER_BYTES);
   header.writeUInt8(FORMAT_VERSION, 0);
   header.writeUInt32BE(dekVersion, 1);
-  randomBytes(12).copy(header, 5);
+  secureRandomBytes(12).copy(header, 5);
   const cipher = createCipheriv('aes-256-gcm', dek, header.subarray(5));
   cipher.setAAD(aad);
   return Buffer.concat([header, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
