@@ -32,6 +32,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const TARGET_PER_SECOND = 5000;
 const TARGET_RATIO = 0.1;
 const TARGET_HAND_ROLLED = 1.0;
+/** The bench destination's `maxInFlight` (see where it is provisioned). */
+const DESTINATION_MAX_IN_FLIGHT = 256;
 const BATCH = 100;
 const INGEST_CONNECTIONS = 2;
 const MAX_BACKLOG = 2000;
@@ -64,12 +66,12 @@ export const startReceiver = () => startChild([path.join(here, 'receiver.mjs')],
 export const receiverStats = (receiver) => fetch(`${receiver.url}/stats`).then((r) => r.json());
 
 /** A tenant, a workspace, a `*` key, one destination at `url` and one rule sending `type` there. */
-export async function provisionRoute(bulkhead, slug, url, type) {
+export async function provisionRoute(bulkhead, slug, url, type, destinationSettings = {}) {
   const admin = bulkhead.adminToken;
   const tenant = await json('POST', `${bulkhead.url}/v1/tenants`, admin, { name: slug, slug });
   const workspace = await json('POST', `${bulkhead.url}/v1/tenants/${tenant.id}/workspaces`, admin, { name: 'production', environment: 'production' });
   const key = await json('POST', `${bulkhead.url}/v1/workspaces/${workspace.id}/api-keys`, admin, { name: 'bench', scopes: ['*'] });
-  const destination = await json('POST', `${bulkhead.url}/v1/destinations`, key.key, { url });
+  const destination = await json('POST', `${bulkhead.url}/v1/destinations`, key.key, { url, ...destinationSettings });
   const rule = await json('POST', `${bulkhead.url}/v1/rules`, key.key, { name: slug, eventTypes: [type], destinationIds: [destination.id] });
   return { workspaceId: workspace.id, key: key.key, destination, rule };
 }
@@ -323,14 +325,17 @@ export async function run({ durationSeconds, rounds, postgresUrl, engines, log }
   const statements = pgUp && (await statementsAvailable(admin));
   try {
     for (const engine of engines) {
-      log(`\n== e2e on ${engine}: Bulkhead one \`serve\` process, role all (${describeSettings(worker)}); hand-rolled PostgreSQL queue; BullMQ on Redis; raw undici with ${concurrency} in flight ==`);
+      log(`\n== e2e on ${engine}: Bulkhead one \`serve\` process, role all (${describeSettings(worker)}; the destination's maxInFlight ${DESTINATION_MAX_IN_FLIGHT}); hand-rolled PostgreSQL queue; BullMQ on Redis; raw undici with ${concurrency} in flight ==`);
       if (engine !== 'postgres') log('   (the baselines run on PostgreSQL and Redis whatever Bulkhead\'s engine is)');
       const receiver = await startReceiver();
       const systems = [];
       let bulkhead;
       try {
         bulkhead = await startBulkhead(engine, postgresUrl, { BULKHEAD_EGRESS_ALLOW_CIDRS: '127.0.0.1/32' });
-        const route = await provisionRoute(bulkhead, `e2e-${engine}`, `${receiver.url}/e2e`, 'invoice.paid');
+        // The receiver's own in-flight cap, as a platform sets it for a receiver that takes the
+        // load: the baselines have none (the hand-rolled queue holds 2 × 100 claimed rows over 64
+        // connections); Bulkhead's default per destination (16) is there to protect receivers.
+        const route = await provisionRoute(bulkhead, `e2e-${engine}`, `${receiver.url}/e2e`, 'invoice.paid', { maxInFlight: DESTINATION_MAX_IN_FLIGHT });
         systems.push({
           name: 'bulkhead', label: 'e2e', url: bulkhead.url, key: route.key, pid: bulkhead.child.pid,
           store: engine === 'postgres' ? 'postgres' : 'pglite', database: engine === 'postgres' ? bulkhead.database : null,
