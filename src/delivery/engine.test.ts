@@ -184,6 +184,24 @@ describe.each(backends)('the delivery engine on $name', (backend) => {
       expect(bodies.lastIndexOf(1)).toBeLessThan(bodies.indexOf(2));
     });
 
+    it('records a batch under the lease guard: an attempt whose lease another worker took is not on record, nor counted in health', async () => {
+      const { key, workspaceId, destination } = await route('slow'); // answers after 2 s: each attempt times out at 500 ms
+      const [first, second] = [await emit(key), await emit(key)];
+      const [lost] = await deliveriesOf(key, first);
+      const running = t.app.engine.runOnce();
+      // Both are in flight; another worker takes the first one's lease meanwhile.
+      for (let i = 0; i < 100 && receiver.received.filter((r) => r.path.startsWith(`/${workspaceId}/`)).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      await t.database.db.owner.query("UPDATE deliveries SET lease_owner = 'wrk_other' WHERE id = $1", [lost?.id]);
+      await running;
+      const { rows } = await t.database.db.owner.query<{ delivery_id: string; error: string }>('SELECT delivery_id, error FROM delivery_attempts WHERE workspace_id = $1', [workspaceId]);
+      const [kept] = await deliveriesOf(key, second);
+      expect(rows).toEqual([{ delivery_id: kept?.id, error: 'egress_timeout' }]);
+      expect(kept).toMatchObject({ status: 'retrying', attemptsThisRound: 1 });
+      expect((await deliveriesOf(key, first))[0]).toMatchObject({ status: 'delivering', attemptsTotal: 0 });
+      const dst = (await call(key, 'GET', `/v1/destinations/${destination.id}`)).json<{ circuit: { consecutiveFailures: number } }>();
+      expect(dst.circuit.consecutiveFailures).toBe(1);
+    });
+
     it('re-claims a crashed worker\'s delivery when its lease expires', async () => {
       const { key } = await route('ok');
       const eventId = await emit(key);
