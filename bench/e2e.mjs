@@ -32,6 +32,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const TARGET_PER_SECOND = 5000;
 const TARGET_RATIO = 0.1;
 const TARGET_HAND_ROLLED = 1.0;
+const TARGET_STATEMENTS = 0.2;
 /** The bench destination's `maxInFlight` (see where it is provisioned). */
 const DESTINATION_MAX_IN_FLIGHT = 256;
 const BATCH = 100;
@@ -180,6 +181,7 @@ async function measure(system, { receiver, admin, durationSeconds }) {
   const xact0 = system.database ? await transactions(admin, system.database) : null;
   if (xact0 !== null && system.lastXact) system.idleXactPerSecond.push((xact0 - system.lastXact.n) / ((performance.now() - system.lastXact.at) / 1000));
   await store.sample();
+  const statements0 = system.statements ? await system.statements() : null;
   const [cpu0, machine0] = [await cpuSeconds(system.pid), await machineCpu()];
 
   // Sustained: the receiver's count between a sample one fifth into the window (past the
@@ -236,6 +238,7 @@ async function measure(system, { receiver, admin, durationSeconds }) {
   await meter;
   await store.sample();
   const [cpu1, storeCpu, machine1] = [await cpuSeconds(system.pid), store.total(), await machineCpu()];
+  const statements1 = system.statements ? await system.statements() : null;
   const windowEnded = performance.now();
   const entry = stats.labels[label];
   if (entry.count !== entry.unique) throw new Error(`${system.name}: ${entry.count - entry.unique} deliveries arrived twice; the run is not valid`);
@@ -254,6 +257,8 @@ async function measure(system, { receiver, admin, durationSeconds }) {
     machineBusyShare: busyShare(machine0, machine1),
     drainMachineBusyShare: busyShare(drainMachine0, machine1),
     transactions: null,
+    // Bulkhead's own driver counter (bulkhead_db_statements_total): every statement, BEGIN and COMMIT included.
+    statementsPerEvent: statements0 === null || statements1 === null ? null : (statements1 - statements0) / events,
   };
   if (system.database) {
     system.xactPending = settledTransactions(system, admin).then((n) => {
@@ -291,6 +296,7 @@ function summarise(system, rounds) {
     cpuMsPerEvent: { process: m((r) => r.cpuMsPerEvent.process), store: m((r) => r.cpuMsPerEvent.store) },
     cpuMsPerDrainedDelivery: { process: m((r) => r.cpuMsPerDrainedDelivery.process), store: m((r) => r.cpuMsPerDrainedDelivery.store) },
     transactionsPerEvent: m((r) => (r.transactions?.count === undefined ? null : r.transactions.count / r.transactions.events)),
+    statementsPerEvent: m((r) => r.statementsPerEvent ?? null),
     // The same with the idle rate over the settle time taken out: what the events cost.
     transactionsPerEventLessIdle: idle === null ? null : m((r) => (r.transactions?.count === undefined ? null : (r.transactions.count - idle * r.transactions.settleSeconds) / r.transactions.events)),
     idleTransactionsPerSecond: idle,
@@ -298,6 +304,13 @@ function summarise(system, rounds) {
     rssMb: rssMb(system.pid),
     rounds,
   };
+}
+
+/** Bulkhead's count of the SQL statements it sent so far, from its /metrics. */
+async function statementsSent(bulkhead) {
+  const text = await (await fetch(`${bulkhead.url}/metrics`, { headers: { authorization: `Bearer ${bulkhead.adminToken}` } })).text();
+  const line = text.split('\n').find((l) => l.startsWith('bulkhead_db_statements_total '));
+  return line === undefined ? null : Number(line.split(' ')[1]);
 }
 
 /** Whether pg_stat_statements is loaded on the server (it can only be enabled by a restart, which the bench never does). */
@@ -340,6 +353,7 @@ export async function run({ durationSeconds, rounds, postgresUrl, engines, log }
           name: 'bulkhead', label: 'e2e', url: bulkhead.url, key: route.key, pid: bulkhead.child.pid,
           store: engine === 'postgres' ? 'postgres' : 'pglite', database: engine === 'postgres' ? bulkhead.database : null,
           verify: () => assertAllDelivered(bulkhead, route.key, 'bulkhead'), stop: () => Promise.resolve(),
+          statements: () => statementsSent(bulkhead),
         });
         if (pgUp) systems.push(await startHandRolled(postgresUrl, receiver));
         if (redisUp) systems.push(await startBullmq(redisUrl, receiver));
@@ -402,7 +416,9 @@ export async function run({ durationSeconds, rounds, postgresUrl, engines, log }
         }
         log(`  ${'raw undici'.padEnd(11)} ${String(rawRps).padStart(11)} req/s, no queue`);
         log(`  store: ${systems.map((s) => `${s.name} → ${storeName(s)}`).join('; ')}; Redis CPU is the whole server's`);
-        log(`  SQL statements per delivery: ${statements ? 'pg_stat_statements is loaded but not read by this bench' : 'unavailable (pg_stat_statements is not in shared_preload_libraries; the bench does not restart PostgreSQL); transactions (xact_commit + xact_rollback of the database) instead'}`);
+        const perEvent = summary.bulkhead?.statementsPerEvent;
+        const statementsOk = perEvent !== null && perEvent !== undefined && perEvent <= TARGET_STATEMENTS;
+        log(`  SQL statements per event, Bulkhead (its driver counter, BEGIN and COMMIT included, ingest and delivery; idle polling too): ${fmt(perEvent, 3)} | target ≤ ${TARGET_STATEMENTS}: ${statementsOk ? 'PASS' : 'FAIL'}${statements ? '' : ' (pg_stat_statements is not loaded, so the baselines have none: by construction the hand-rolled queue sends ~0.03)'}`);
         if (overHandRolled) log(`  bulkhead / hand-rolled: sustained ${times(overHandRolled.sustained)}, drain ${times(overHandRolled.drain)} | target sustained ≥ ${TARGET_HAND_ROLLED.toFixed(1)}×: ${handRolledOk ? 'PASS' : 'FAIL'}`);
         if (overBullmq) log(`  bulkhead / bullmq:      sustained ${times(overBullmq.sustained)}, drain ${times(overBullmq.drain)}`);
         log(`  bulkhead / raw undici:  ${pct(ofRaw)} | target ≥ ${pct(TARGET_RATIO)}: ${rawOk ? 'PASS' : 'FAIL'} | target ≥ ${TARGET_PER_SECOND} deliveries/s: ${absoluteOk ? 'PASS' : 'FAIL'}${engine === 'postgres' ? '' : ' (the targets apply to PostgreSQL; PGlite is for reference)'}`);

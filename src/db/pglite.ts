@@ -6,6 +6,7 @@
 import { PGlite } from '@electric-sql/pglite';
 import type { DataFolderLock } from './data-folder-lock.js';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
+import { countStatements } from './statements.js';
 
 /**
  * In memory (tests), optionally from a data-dir tarball (`dumpDataDir`: tests clone a migrated
@@ -19,10 +20,12 @@ export type PGliteOptions =
 function wrap(runner: Pick<PGlite, 'query' | 'exec'>): Queryable {
   return {
     async query<R extends object>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      countStatements();
       const result = await runner.query<R>(text, params as unknown[]);
       return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
     },
     async exec(script: string): Promise<void> {
+      countStatements();
       await runner.exec(script);
     },
   };
@@ -42,7 +45,11 @@ export async function openPGlite(options: PGliteOptions = {}): Promise<Database 
   }
   const pool: Pool = {
     ...wrap(pglite),
-    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+    transaction: (fn) => {
+      // PGlite sends BEGIN and COMMIT (or ROLLBACK) itself, outside wrap: counted here.
+      countStatements(2);
+      return pglite.transaction((tx) => fn(wrap(tx)));
+    },
   };
   return {
     kind: 'pglite',

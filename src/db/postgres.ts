@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { unavailableAsBulkhead } from './errors.js';
 import { listenPostgres } from './pg-listener.js';
+import { countStatements } from './statements.js';
 import type { Database, Pool, Queryable, QueryResult } from './types.js';
 
 // Make `pg` return what PGlite returns, so code and tests never branch on the driver:
@@ -45,6 +46,7 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<R extends object>(text: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
       const name = params.length > 0 ? statementName(text) : undefined;
+      countStatements();
       try {
         const result = await client.query<R & pg.QueryResultRow>(name === undefined ? { text, values: params as unknown[] } : { name, text, values: params as unknown[] });
         return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
@@ -54,6 +56,7 @@ function wrap(client: pg.Pool | pg.PoolClient): Queryable {
     },
     async exec(script: string): Promise<void> {
       // Without parameters `pg` uses the simple protocol, which accepts several statements.
+      countStatements();
       try {
         await client.query(script);
       } catch (error) {

@@ -68,6 +68,12 @@ describe.each(backends)('/metrics and /v1/usage on $name', (backend) => {
       expect(after.value('bulkhead_deliveries', { state: 'retrying' })).toBe(4);
       expect(after.value('bulkhead_deliveries', { state: 'delivering' })).toBe(0);
       expect(after.value('bulkhead_delivery_claim_duration_seconds_count')).toBeGreaterThan(before.value('bulkhead_delivery_claim_duration_seconds_count'));
+      // Six deliveries in one claim: one claim batch of 6, recorded in batches that add up to 6.
+      expect(after.value('bulkhead_delivery_batch_size_sum', { step: 'claim' }) - before.value('bulkhead_delivery_batch_size_sum', { step: 'claim' })).toBe(6);
+      expect(after.value('bulkhead_delivery_batch_size_sum', { step: 'record' }) - before.value('bulkhead_delivery_batch_size_sum', { step: 'record' })).toBe(6);
+      expect(after.value('bulkhead_delivery_record_duration_seconds_count')).toBeGreaterThan(before.value('bulkhead_delivery_record_duration_seconds_count'));
+      // The driver counter moved by the claim's, the load's and the records' statements at least.
+      expect(after.value('bulkhead_db_statements_total') - before.value('bulkhead_db_statements_total')).toBeGreaterThanOrEqual(8);
       expect(after.value('bulkhead_executions', { status: 'queued' })).toBe(0);
       expect(after.types.get('bulkhead_executions')).toBe('gauge');
     });

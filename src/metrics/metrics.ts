@@ -9,6 +9,7 @@
  * values (per-workspace figures are `GET /v1/usage`'s).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { statementsSent } from '../db/statements.js';
 import type { DeliveryObserver } from '../delivery/engine.js';
 import type { EgressMetrics } from '../egress/client.js';
 import type { InboundMetrics } from '../inbound/index.js';
@@ -74,6 +75,15 @@ export function createMetrics(deps: {
       },
     });
   }
+  new Counter({
+    name: 'bulkhead_db_statements_total',
+    help: 'SQL statements this process sent to its databases (BEGIN and COMMIT included)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(statementsSent());
+    },
+  });
   const attempts = new Counter({
     name: 'bulkhead_delivery_attempts_total',
     help: 'Delivery attempts made by this process, by outcome class (2xx…5xx: the receiver answered; timeout; error: network or egress refusal)',
