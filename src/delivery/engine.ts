@@ -11,8 +11,9 @@
  * 3. Attempt: concurrently, through the egress client (the URL is judged again at send).
  * 4. Record (sql/record.ts, health.ts): finished attempts are grouped per workspace (batcher.ts:
  *    what finished while the previous commit ran goes in the next) and written in one tenant
- *    transaction — one `UPDATE … FROM unnest` guarded by the lease, one multi-row attempts
- *    `INSERT`, one health statement for the destinations that only succeeded.
+ *    transaction of one statement — `UPDATE … FROM unnest` guarded by the lease, the multi-row
+ *    attempts `INSERT` and the reset of destinations that only succeeded, as CTEs — plus one
+ *    statement per destination with failures.
  */
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -27,12 +28,12 @@ import type { DestinationService } from '../routing/destinations.js';
 import { isReservedType } from '../routing/patterns.js';
 import type { Vault } from '../vault/vault.js';
 import { createBatcher } from './batcher.js';
-import { applyHealth, type DeliveryAlert, type Finished } from './health.js';
+import { applyHealth, type DeliveryAlert, type Finished, healthyDestinations } from './health.js';
 import { answered, type AttemptOutcome, type AttemptOutcomeClass, bodyOf, errorOf, outcomeClass, statusOf, transition } from './outcome.js';
 import { signedHeaders } from './signing.js';
 import { type Claimed, claimDue } from './sql/claim.js';
 import { loadLeased } from './sql/load.js';
-import { completeDeliveries, insertAttempts, type RecordedAttempt } from './sql/record.js';
+import { recordAttempts, type RecordedAttempt } from './sql/record.js';
 import { releaseLeases } from './sql/release.js';
 
 export interface EngineOptions {
@@ -199,31 +200,32 @@ export function createDeliveryEngine(deps: {
     const started = performance.now();
     await withWorkspace(workspaceId, async (tx) => {
       const now = runtime.now();
-      const entries = results.map((result) => ({
-        result,
-        attempt: {
-          deliveryId: result.prepared.id,
-          attemptId: newId('deliveryAttempt', runtime),
-          transition: transition(result.prepared.attemptCount, result.outcome, options.schedule, now, Math.random()),
-          lastStatus: statusOf(result.outcome),
-          lastError: errorOf(result.outcome),
-          startedAt: result.outcome.startedAt,
-          durationMs: result.outcome.durationMs,
-        } satisfies RecordedAttempt,
-      }));
-      // Only while the lease is still ours: a worker that took over after it ran out wins, and
-      // this attempt is neither recorded nor counted in the destination's health.
-      const held = await completeDeliveries(tx, entries.map((e) => e.attempt), owner, now);
-      const kept = entries.filter((e) => held.has(e.attempt.deliveryId));
       const sealer = vault.workspace(tx);
-      const bodies: (Uint8Array | null)[] = [];
-      for (const { result, attempt } of kept) {
+      const entries: { result: Result; attempt: RecordedAttempt }[] = [];
+      for (const result of results) {
+        const attemptId = newId('deliveryAttempt', runtime);
         const body = bodyOf(result.outcome);
-        bodies.push(body && body.length > 0 ? await sealer.seal({ table: 'delivery_attempts', rowId: attempt.attemptId, column: 'response_body' }, body.subarray(0, options.keepResponseBytes)) : null);
+        entries.push({
+          result,
+          attempt: {
+            deliveryId: result.prepared.id,
+            attemptId,
+            transition: transition(result.prepared.attemptCount, result.outcome, options.schedule, now, Math.random()),
+            lastStatus: statusOf(result.outcome),
+            lastError: errorOf(result.outcome),
+            startedAt: result.outcome.startedAt,
+            durationMs: result.outcome.durationMs,
+            responseBody: body && body.length > 0 ? await sealer.seal({ table: 'delivery_attempts', rowId: attemptId, column: 'response_body' }, body.subarray(0, options.keepResponseBytes)) : null,
+          },
+        });
       }
-      await insertAttempts(tx, kept.map((e) => e.attempt), bodies);
-      const finished: Finished[] = kept.map(({ result: { prepared, outcome } }) => ({ deliveryId: prepared.id, destinationId: prepared.destination_id, eventType: prepared.eventType, outcome }));
-      const alerts = await applyHealth(tx, finished, options, now);
+      const finishedOf = (list: typeof entries): Finished[] => list.map(({ result: { prepared, outcome } }) => ({ deliveryId: prepared.id, destinationId: prepared.destination_id, eventType: prepared.eventType, outcome }));
+      const candidates = healthyDestinations(finishedOf(entries));
+      // One statement: states (only while the lease is still ours: a worker that took over after it
+      // ran out wins, and this attempt is neither recorded nor counted), attempts, healthy destinations.
+      const { held, reset } = await recordAttempts(tx, entries.map((e) => e.attempt), candidates, owner, now);
+      const kept = entries.filter((e) => held.has(e.attempt.deliveryId));
+      const alerts = await applyHealth(tx, finishedOf(kept), options, now, { candidates, reset });
       for (const { result: { prepared, outcome }, attempt } of kept) {
         if (attempt.transition.status !== 'failed') continue;
         alerts.push({

@@ -7,8 +7,8 @@
  * sequential rules mean: a success resets the count and ends a failing period, the failures after
  * the last success count on. So a batch reduces to (any success, trailing failures, any 410).
  *
- * - Destinations with only successes: one statement for all of them, which in the steady state
- *   (nothing failing) changes no row.
+ * - Destinations with only successes: reset in record.ts's statement (in the steady state,
+ *   nothing failing, it changes no row).
  * - A destination with failures: one `UPDATE … RETURNING` that reads the old row under its lock
  *   (`FOR UPDATE` in the sub-select, so two workers' batches apply one after the other) and says
  *   what changed, from which the operational events follow.
@@ -73,23 +73,40 @@ export function summarise(finished: readonly Finished[]): Summary[] {
 
 const routed = (f: Finished) => !isReservedType(f.eventType);
 
-export async function applyHealth(tx: WorkspaceTx, finished: readonly Finished[], policy: HealthPolicy, now: Date): Promise<HealthEvent[]> {
+/** Destinations whose outcomes in this batch are all successes: record.ts resets them in its statement. */
+export function healthyDestinations(finished: readonly Finished[]): string[] {
+  return summarise(finished).filter((s) => s.trailing.length === 0 && !s.gone).map((s) => s.destinationId);
+}
+
+/**
+ * The rest of a batch's health, after record.ts: `finished` are the attempts whose lease held;
+ * `reset` says which of the destinations it was asked to reset (`candidates`) it changed. A
+ * destination healthy now but not a candidate (a failure of its batch lost its lease) is reset
+ * here; each destination with failures gets its one statement.
+ */
+export async function applyHealth(
+  tx: WorkspaceTx,
+  finished: readonly Finished[],
+  policy: HealthPolicy,
+  now: Date,
+  done: { readonly candidates: readonly string[]; readonly reset: ReadonlyMap<string, { readonly wasFailing: boolean }> },
+): Promise<HealthEvent[]> {
   const summaries = summarise(finished);
   const events: HealthEvent[] = [];
   const healthy = summaries.filter((s) => s.trailing.length === 0 && !s.gone);
-  if (healthy.length > 0) {
+  const left = healthy.filter((s) => !done.candidates.includes(s.destinationId));
+  const wasFailing = new Map([...done.reset].map(([id, r]) => [id, r.wasFailing]));
+  if (left.length > 0) {
     const { rows } = await tx.query<{ id: string; was_failing: boolean }>(
       `UPDATE destinations d SET failing_since = NULL, consecutive_failures = 0, circuit_open_until = NULL
          FROM (SELECT id, failing_since FROM destinations WHERE workspace_id = $1 AND id = ANY($2::text[]) AND (failing_since IS NOT NULL OR consecutive_failures > 0) ORDER BY id FOR UPDATE) old
         WHERE d.workspace_id = $1 AND d.id = old.id
         RETURNING d.id, old.failing_since IS NOT NULL AS was_failing`,
-      [tx.workspaceId, healthy.map((s) => s.destinationId)],
+      [tx.workspaceId, left.map((s) => s.destinationId)],
     );
-    for (const r of rows) {
-      const s = healthy.find((h) => h.destinationId === r.id);
-      if (r.was_failing && s?.success) events.push(recovered(s.success));
-    }
+    for (const r of rows) wasFailing.set(r.id, r.was_failing);
   }
+  for (const s of healthy) if (wasFailing.get(s.destinationId) === true && s.success) events.push(recovered(s.success));
   for (const s of summaries.filter((x) => x.trailing.length > 0 || x.gone)) events.push(...(await applyFailures(tx, s, policy, now)));
   return events;
 }
