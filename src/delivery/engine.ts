@@ -154,7 +154,11 @@ export function createDeliveryEngine(deps: {
       deps.observer?.claimed((performance.now() - started) / 1000, claimed.length);
     }
     const byWorkspace = new Map<string, Claimed[]>();
-    for (const c of claimed) byWorkspace.set(c.workspace_id, [...(byWorkspace.get(c.workspace_id) ?? []), c]);
+    for (const c of claimed) {
+      const items = byWorkspace.get(c.workspace_id);
+      if (items) items.push(c);
+      else byWorkspace.set(c.workspace_id, [c]);
+    }
     const leased: Leased[] = [];
     for (const [workspaceId, items] of byWorkspace) {
       const loaded = load(workspaceId, items).then(

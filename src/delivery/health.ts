@@ -57,7 +57,11 @@ interface Summary {
 
 export function summarise(finished: readonly Finished[]): Summary[] {
   const byDestination = new Map<string, Finished[]>();
-  for (const f of finished) byDestination.set(f.destinationId, [...(byDestination.get(f.destinationId) ?? []), f]);
+  for (const f of finished) {
+    const list = byDestination.get(f.destinationId);
+    if (list) list.push(f);
+    else byDestination.set(f.destinationId, [f]);
+  }
   // In id order, so two batches lock shared destinations in the same order (no deadlock).
   return [...byDestination.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([destinationId, list]) => {
     const last = list.map((f) => f.outcome.kind).lastIndexOf('success');

@@ -211,8 +211,6 @@ export function createDestinationService(deps: {
     },
 
     /** The secrets that sign now, newest first (the engine's path: the destination is known to exist). */
-    activeSecrets: async (tx: WorkspaceTx, id: string): Promise<string[]> => (await activeSecretRows(tx, id)).map((s) => s.secret),
-
     /** The signing secrets of several destinations in one statement (the delivery engine's batch load), newest first. */
     async activeSecretsOf(tx: WorkspaceTx, ids: readonly string[]): Promise<Map<string, string[]>> {
       const { rows } = await tx.query<{ id: string; destination_id: string; secret: Uint8Array }>(
