@@ -111,6 +111,21 @@ describe.each(backends)('database isolation on $name', (backend) => {
       }
     });
 
+    it('when setting the context fails, the statements issued behind it (pipelined on PostgreSQL) fail and nothing commits', async () => {
+      // A role that does not exist makes set_config fail; the INSERT was already issued, unawaited.
+      const broken = createTenantTransactions({ placement: sharedPlacement(() => database.db), appRole: 'no_such_role' }).withWorkspace;
+      const failed = await broken(a, async (tx) => {
+        const insert = tx.query(insertKey(a, 'key_pipelined'));
+        await insert;
+        return 'committed';
+      }).catch((error: unknown) => error);
+      expect(failed).not.toBe('committed');
+      // The context's own error is reported (unknown role), not the aborted-transaction echo.
+      expect((failed as Error).message).toMatch(/no_such_role/);
+      const left = await withWorkspace(a, async (tx) => (await tx.query("SELECT id FROM api_keys WHERE id = 'key_pipelined'")).rows);
+      expect(left).toEqual([]);
+    });
+
     it('withWorkspace refuses an id that is not a workspace id', async () => {
       await expect(withWorkspace("ws_x' OR '1'='1", (tx) => tx.query('SELECT 1'))).rejects.toMatchObject({ code: 'workspace_context_missing' });
     });

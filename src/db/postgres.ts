@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { CorkedSocket } from './corked-socket.js';
 import { unavailableAsBulkhead } from './errors.js';
 import { listenPostgres } from './pg-listener.js';
 import { countStatements } from './statements.js';
@@ -91,6 +92,11 @@ export function createPgPool(connectionString: string, options: PgPoolOptions): 
     // TCP keep-alive instead of holding the connection forever.
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
+    // Statements issued together are sent together instead of one round trip each: a transaction's
+    // BEGIN, its workspace context and its first statement leave in one write (see transaction()).
+    // `pg` refuses what pipelining cannot carry (cursors, the `rows` option); nothing here uses them.
+    pipeline: true,
+    stream: () => new CorkedSocket(),
   });
   // An idle client losing its connection must not crash the process; the next checkout reconnects.
   pool.on('error', () => undefined);
@@ -112,10 +118,17 @@ export function createPgPool(connectionString: string, options: PgPoolOptions): 
       };
       client.on('error', onLost);
       let broken: Error | undefined;
+      const tx = wrap(client);
       try {
-        await wrap(client).query('BEGIN');
-        const result = await fn(wrap(client));
-        await wrap(client).query('COMMIT');
+        // Pipelined: BEGIN is not awaited, so the statements `fn` issues first (the workspace
+        // context, then its first query) travel in the same write. It is checked before COMMIT. A
+        // failed statement inside the block aborts the transaction, so nothing queued behind it
+        // runs; BEGIN itself fails only with the connection, which fails everything queued behind.
+        const begun = tx.query('BEGIN');
+        begun.catch(() => undefined);
+        const result = await fn(tx);
+        await begun;
+        await tx.query('COMMIT');
         return result;
       } catch (error) {
         try {

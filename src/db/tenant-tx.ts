@@ -46,11 +46,25 @@ export function createTenantTransactions(deps: { placement: Placement; appRole: 
     const db = deps.placement.databaseFor(workspaceId);
     try {
       return await db.app.transaction(async (tx) => {
-        await tx.query("SELECT set_config('bulkhead.workspace_id', $1, true), set_config('role', $2, true)", [
+        // Not awaited: on PostgreSQL the context travels in one write with BEGIN and fn's first
+        // statement (pipelining, postgres.ts). Statements on one transaction run in the order they
+        // were issued, so none runs before the context, and if setting it fails the transaction is
+        // aborted and every statement queued behind it fails too — then its error is the one
+        // reported, and nothing commits.
+        const context = tx.query("SELECT set_config('bulkhead.workspace_id', $1, true), set_config('role', $2, true)", [
           workspaceId,
           deps.appRole,
         ]);
-        return fn(Object.assign(tx, { workspaceId }) as unknown as WorkspaceTx);
+        context.catch(() => undefined);
+        let result: Awaited<ReturnType<typeof fn>>;
+        try {
+          result = await fn(Object.assign(tx, { workspaceId }) as unknown as WorkspaceTx);
+        } catch (error) {
+          await context;
+          throw error;
+        }
+        await context;
+        return result;
       });
     } catch (error) {
       throw translateDbError(error);

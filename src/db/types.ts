@@ -13,7 +13,11 @@ export interface Queryable {
   exec(script: string): Promise<void>;
 }
 
-/** A connection source. `transaction` runs `fn` in BEGIN/COMMIT and rolls back on any error. */
+/**
+ * A connection source. `transaction` runs `fn` in BEGIN/COMMIT and rolls back on any error.
+ * Statements issued on one transaction run in the order they were issued, awaited or not (on
+ * PostgreSQL they are pipelined: issued together, they leave together).
+ */
 export interface Pool extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
 }

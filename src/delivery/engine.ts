@@ -88,16 +88,17 @@ interface Result {
 /**
  * Reads at most `limit` bytes of a receiver's answer, then lets the rest go (the connection is
  * closed rather than drained): a 2xx with a 5 MB body is a success, kept truncated; a body still
- * trickling in at the deadline is kept as far as it got.
+ * trickling in at the deadline is kept as far as it got (the egress client's deadline aborts the
+ * response stream as well as the request).
  */
-async function readStart(body: Readable, limit: number, deadline: AbortSignal): Promise<Buffer> {
+async function readStart(body: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of body) {
       chunks.push(chunk as Buffer);
       size += (chunk as Buffer).length;
-      if (size >= limit || deadline.aborted) break;
+      if (size >= limit) break;
     }
   } catch {
     // A body cut off (reset, deadline, over the egress cap) after the status arrived: keep what came.
@@ -175,8 +176,11 @@ export function createDeliveryEngine(deps: {
 
   async function load(workspaceId: string, items: readonly Claimed[]): Promise<Prepared[]> {
     return withWorkspace(workspaceId, async (tx) => {
-      const rows = await loadLeased(tx, items.map((c) => c.id), owner);
-      const secrets = await deps.destinations.activeSecretsOf(tx, [...new Set(rows.map((r) => r.destination_id))]);
+      // Both reads issued together (one round trip, pipelined): the claim already names the destinations.
+      const [rows, secrets] = await Promise.all([
+        loadLeased(tx, items.map((c) => c.id), owner),
+        deps.destinations.activeSecretsOf(tx, [...new Set(items.map((c) => c.destination_id))]),
+      ]);
       const sealer = vault.workspace(tx);
       const prepared: Prepared[] = [];
       for (const r of rows) {
@@ -255,11 +259,11 @@ export function createDeliveryEngine(deps: {
       ...signedHeaders(prepared.secrets, prepared.id, Math.floor(startedAt.getTime() / 1000), prepared.body),
     };
     let outcome: AttemptOutcome;
-    const deadline = AbortSignal.timeout(options.timeoutMs);
     try {
-      const response = await deps.egress.stream(prepared.url, { method: 'POST', headers, body: prepared.body, signal: deadline, redirect: 'manual' });
+      // One deadline for the request and the reading of its answer: the egress client's own.
+      const response = await deps.egress.stream(prepared.url, { method: 'POST', headers, body: prepared.body, timeoutMs: options.timeoutMs, redirect: 'manual' });
       // The status line is the answer; of the body only the start is kept, read within the same deadline.
-      const body = await readStart(response.body, options.keepResponseBytes, deadline);
+      const body = await readStart(response.body, options.keepResponseBytes);
       outcome = answered(response.status, body, response.headers['retry-after'], { startedAt, durationMs: Math.round(performance.now() - started) });
     } catch (error) {
       // Not recorded: the lease is handed back on the way out and the attempt is not counted.

@@ -83,11 +83,18 @@ export interface Routing {
   readonly instances: readonly InstanceTriggers[];
 }
 
+/** Three reads issued together: on PostgreSQL they are pipelined, one round trip for all. */
 export async function loadRouting(tx: WorkspaceTx): Promise<Routing> {
-  const rules = (await tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE enabled`)).rows;
-  const { rows } = await tx.query<{ id: string; enabled: boolean; event_types: string[] | null; ordered: boolean }>('SELECT id, enabled, event_types, ordered FROM destinations');
-  const instances = (await tx.query<InstanceTriggers>("SELECT id, event_patterns, inbound_triggers FROM instances WHERE enabled AND (cardinality(event_patterns) > 0 OR inbound_triggers <> '[]'::jsonb)")).rows;
-  return { rules, destinations: new Map(rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }])), instances };
+  const [rules, destinations, instances] = await Promise.all([
+    tx.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM rules WHERE enabled`),
+    tx.query<{ id: string; enabled: boolean; event_types: string[] | null; ordered: boolean }>('SELECT id, enabled, event_types, ordered FROM destinations'),
+    tx.query<InstanceTriggers>("SELECT id, event_patterns, inbound_triggers FROM instances WHERE enabled AND (cardinality(event_patterns) > 0 OR inbound_triggers <> '[]'::jsonb)"),
+  ]);
+  return {
+    rules: rules.rows,
+    destinations: new Map(destinations.rows.map((d) => [d.id, { enabled: d.enabled, eventTypes: d.event_types, ordered: d.ordered }])),
+    instances: instances.rows,
+  };
 }
 
 const ruleMatches = (rule: RuleRow, input: EventInput): boolean =>
@@ -138,7 +145,8 @@ function targetsOf(routing: Routing, input: EventInput, exceptDestinationId: str
 
 /**
  * Writes events (payloads sealed) and their deliveries with one multi-row insert each, whatever
- * the number: a batch costs two statements, not two per event. `exceptDestinationId` keeps an
+ * the number: a batch costs two statements, not two per event, issued together (pipelined on
+ * PostgreSQL: one round trip; they run in order, so the deliveries follow their events). `exceptDestinationId` keeps an
  * operational event about a destination from being delivered to that destination.
  */
 export async function writeEvents(
@@ -153,7 +161,7 @@ export async function writeEvents(
   const sealer = deps.vault.workspace(tx);
   const ids = items.map(() => newId('event', deps.runtime));
   const sealed = await mapSerially(items.map((item, i) => ({ item, id: ids[i] as string })), ({ item, id }) => sealer.seal(payloadPlace(id), item.json));
-  await tx.query(
+  const eventsWritten = tx.query(
     `INSERT INTO events (workspace_id, id, type, resource, resource_id, payload, payload_bytes, idempotency_key, created_at)
      SELECT $1, e.id, e.type, e.resource, e.resource_id, decode(e.payload, 'hex'), e.payload_bytes, e.idempotency_key, $2
        FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[]) AS e(id, type, resource, resource_id, payload, payload_bytes, idempotency_key)`,
@@ -184,15 +192,16 @@ export async function writeEvents(
     }
     return found.length;
   });
-  if (executions.id.length > 0) {
-    await tx.query(
+  const executionsWritten =
+    executions.id.length === 0
+      ? undefined
+      : tx.query(
       `INSERT INTO executions (workspace_id, id, kind, event_id, rule_id, rule_revision, instance_id, trigger, status, created_at)
        SELECT $1, x.id, x.kind, x.event_id, x.rule_id, x.rule_revision, x.instance_id, x.trigger, 'queued', $2
          FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[]) AS x(id, kind, event_id, rule_id, rule_revision, instance_id, trigger)`,
       [tx.workspaceId, now, executions.id, executions.kind, executions.event, executions.rule, executions.revision, executions.instance, executions.trigger],
     );
-  }
-  await enqueueEventDeliveries(tx, now, deliveries);
+  await Promise.all([eventsWritten, executionsWritten, enqueueEventDeliveries(tx, now, deliveries)]);
   return ids.map((id, i) => ({ id, createdAt: now, deliveries: counts[i] as number, executions: started[i] as number }));
 }
 
@@ -286,8 +295,8 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
     /** Ingests a batch atomically: every event and delivery, or nothing. */
     async ingest(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<IngestResult[]> {
       const items = inputs.map((input) => ({ input, json: check(input, limits) }));
-      if ((await usedThisMonth(tx)) + inputs.length > limits.eventsPerMonth) throw quotaExceeded(limits);
-      const routing = await loadRouting(tx);
+      const [used, routing] = await Promise.all([usedThisMonth(tx), loadRouting(tx)]);
+      if (used + inputs.length > limits.eventsPerMonth) throw quotaExceeded(limits);
       // Events with an idempotency key go one by one (each may return an earlier event); the rest together.
       const results = new Array<IngestResult>(items.length);
       const plain: number[] = [];
@@ -295,9 +304,9 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
         if (item.input.idempotencyKey === undefined) plain.push(i);
         else results[i] = await one(tx, item.input, item.json, routing);
       }
-      const written = await writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing);
+      const replays = results.filter((r) => r.replayed).length;
+      const [written] = await Promise.all([writeEvents(tx, deps, plain.map((i) => items[i] as { input: EventInput; json: string }), routing), count(tx, items.length - replays)]);
       for (const [n, i] of plain.entries()) results[i] = fresh((items[i] as { input: EventInput }).input, written[n] as { id: string; createdAt: Date; deliveries: number; executions: number });
-      await count(tx, results.filter((r) => !r.replayed).length);
       return results;
     },
 
@@ -310,8 +319,9 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
      */
     async ingestEach(tx: WorkspaceTx, inputs: readonly EventInput[], limits: EventLimits): Promise<(IngestResult | BulkheadError)[]> {
       const results = new Array<IngestResult | BulkheadError>(inputs.length);
-      const routing = await loadRouting(tx);
-      let room = limits.eventsPerMonth - (await usedThisMonth(tx));
+      const [used, routing] = await Promise.all([usedThisMonth(tx), loadRouting(tx)]);
+      let room = limits.eventsPerMonth - used;
+      let keyed = 0;
       const plain: { i: number; input: EventInput; json: string }[] = [];
       for (const [i, input] of inputs.entries()) {
         try {
@@ -322,7 +332,10 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
           }
           if (room <= 0) throw quotaExceeded(limits);
           const result = await one(tx, input, json, routing);
-          if (!result.replayed) room -= 1;
+          if (!result.replayed) {
+            room -= 1;
+            keyed += 1;
+          }
           results[i] = result;
         } catch (error) {
           if (!(error instanceof BulkheadError) || error.status >= 500) throw error;
@@ -331,9 +344,8 @@ export function createEventService(deps: { vault: Vault; runtime: Runtime }) {
       }
       const admitted = plain.slice(0, Math.max(0, room));
       for (const p of plain.slice(admitted.length)) results[p.i] = quotaExceeded(limits);
-      const written = await writeEvents(tx, deps, admitted, routing);
+      const [written] = await Promise.all([writeEvents(tx, deps, admitted, routing), count(tx, keyed + admitted.length)]);
       for (const [n, p] of admitted.entries()) results[p.i] = fresh(p.input, written[n] as { id: string; createdAt: Date; deliveries: number; executions: number });
-      await count(tx, results.filter((r) => !(r instanceof BulkheadError) && !r.replayed).length);
       return results;
     },
 
