@@ -61,8 +61,12 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
     env.DATABASE_URL = database.url;
     env.BULKHEAD_DB_APP_ROLE = `${database.name}_app`;
   }
-  const server = await startChild([...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), path.join(root, 'dist/main.js'), 'serve', ...args], { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv });
+  const childEnv = { ...env, DATABASE_URL: env.DATABASE_URL ?? '', ...extraEnv };
+  const serveArgs = (more) => [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), path.join(root, 'dist/main.js'), 'serve', ...more];
+  const server = await startChild(serveArgs(args), childEnv);
+  const extra = [];
   const cleanup = async () => {
+    for (const child of extra) await child.stop();
     await server.stop();
     await rm(dataDir, { recursive: true, force: true });
     await database?.drop(env.BULKHEAD_DB_APP_ROLE);
@@ -70,7 +74,15 @@ export async function startBulkhead(engine, postgresUrl, extraEnv = {}, args = [
   try {
     const healthzMs = await msUntilOk(`${server.url}/healthz`, server.startedAt);
     const readyzMs = await msUntilOk(`${server.url}/readyz`, server.startedAt);
-    return { ...server, adminToken: env.BULKHEAD_ADMIN_TOKEN, database: database?.name ?? null, healthzMs, readyzMs, cleanup };
+    /** Another `serve` process on the same database and secrets (e.g. `['--role', 'worker']`); stopped by cleanup. */
+    const startSibling = async (siblingArgs) => {
+      if (!database) throw new Error('a second process needs PostgreSQL: the embedded database admits one process');
+      const sibling = await startChild(serveArgs(siblingArgs), { ...childEnv, PORT: '0' });
+      extra.push(sibling);
+      await msUntilOk(`${sibling.url}/readyz`, sibling.startedAt);
+      return sibling;
+    };
+    return { ...server, adminToken: env.BULKHEAD_ADMIN_TOKEN, database: database?.name ?? null, healthzMs, readyzMs, cleanup, startSibling };
   } catch (error) {
     // A server that never became ready must not outlive the run (nor its database).
     await cleanup();

@@ -9,6 +9,10 @@
 // slow receiver path (answers after SLOW_MS), so the backlog is still there while the quiet
 // workspace is measured; the run is invalid if it drained first.
 //
+// Two layouts: the default single process (`serve`, role all), and on PostgreSQL also the API
+// and the delivery worker as separate processes (`serve --role api` taking the events,
+// `serve --role worker` delivering them), each from a fresh database.
+//
 // Target (issue 5): quiet p99 with the backlog ≤ 2× quiet p99 on the idle system.
 import { json, pct } from './lib.mjs';
 import { startBulkhead } from './api.mjs';
@@ -74,21 +78,30 @@ export async function run({ durationSeconds, postgresUrl, engines, backlog, log 
   // 20 quiet events per second of --duration and phase: 200 events (10 s) at the default 5 s.
   const probes = Math.max(50, Math.round(durationSeconds * 40));
   const worker = await engineSettings();
-  const results = { benchmark: 'fairness', durationSeconds, backlog, probes, target: { p99Ratio: TARGET_RATIO }, setup: { role: 'all', worker, noisyReceiverMs: SLOW_MS, probeIntervalMs: PROBE_INTERVAL_MS }, engines: {} };
+  const results = { benchmark: 'fairness', durationSeconds, backlog, probes, target: { p99Ratio: TARGET_RATIO }, setup: { roles: ['all', 'api + worker (PostgreSQL)'], worker, noisyReceiverMs: SLOW_MS, probeIntervalMs: PROBE_INTERVAL_MS }, engines: {} };
   let pass = true;
+  const layouts = [];
   for (const engine of engines) {
-    log(`\n== fairness on ${engine}: one \`serve\` process, role all (${describeSettings(worker)}); quiet: ${probes} events, one every ${PROBE_INTERVAL_MS} ms; noisy: ${backlog} deliveries to a receiver answering after ${SLOW_MS} ms ==`);
+    layouts.push({ engine, separate: false, name: engine });
+    // The embedded database admits one process, so the separate worker is PostgreSQL's only.
+    if (engine === 'postgres') layouts.push({ engine, separate: true, name: `${engine}, separate worker` });
+  }
+  for (const { engine, separate, name } of layouts) {
+    const shape = separate ? 'two processes: `serve --role api` and `serve --role worker`' : 'one `serve` process, role all';
+    log(`\n== fairness on ${name}: ${shape} (${describeSettings(worker)}); quiet: ${probes} events, one every ${PROBE_INTERVAL_MS} ms; noisy: ${backlog} deliveries to a receiver answering after ${SLOW_MS} ms ==`);
     const receiver = await startReceiver();
     let bulkhead;
     try {
-      bulkhead = await startBulkhead(engine, postgresUrl, { BULKHEAD_EGRESS_ALLOW_CIDRS: '127.0.0.1/32' });
+      const env = { BULKHEAD_EGRESS_ALLOW_CIDRS: '127.0.0.1/32' };
+      bulkhead = await startBulkhead(engine, postgresUrl, env, separate ? ['--role', 'api'] : []);
+      if (separate) await bulkhead.startSibling(['--role', 'worker']);
       const noisy = await provisionRoute(bulkhead, `noisy-${engine}`, `${receiver.url}/slow/${SLOW_MS}/noisy`, 'noise.happened');
       const quiet = await provisionRoute(bulkhead, `quiet-${engine}`, `${receiver.url}/probe/quiet`, 'quiet.happened');
       // Warm the quiet path (JIT, pools, key and DEK caches) before anything is measured.
       await probe({ bulkhead, receiver, key: quiet.key, phase: 'warm', count: 10 });
 
       const idle = await probe({ bulkhead, receiver, key: quiet.key, phase: 'idle', count: probes });
-      if (idle.missing > 0) throw new Error(`${engine}: ${idle.missing} quiet events on the idle system never arrived; the run is not valid`);
+      if (idle.missing > 0) throw new Error(`${name}: ${idle.missing} quiet events on the idle system never arrived; the run is not valid`);
       log(`idle     quiet latency p50 ${idle.p50Ms.toFixed(0)} ms, p99 ${idle.p99Ms.toFixed(0)} ms, max ${idle.maxMs.toFixed(0)} ms (ingest p99 ${idle.ingestP99Ms.toFixed(0)} ms)`);
       const idleWhere = await breakdown(bulkhead, quiet.key, idle.sent);
 
@@ -115,7 +128,7 @@ export async function run({ durationSeconds, postgresUrl, engines, backlog, log 
       const measureSeconds = (performance.now() - measureStarted) / 1000;
       const after = (await receiverStats(receiver)).labels.noisy?.count ?? 0;
       const pendingAfter = built.accepted - after;
-      if (pendingAfter <= 0) throw new Error(`${engine}: the noisy backlog drained during the measurement; the run is not valid (use a larger --backlog)`);
+      if (pendingAfter <= 0) throw new Error(`${name}: the noisy backlog drained during the measurement; the run is not valid (use a larger --backlog)`);
       const missing = busy.missing > 0 ? ` — ${busy.missing} never arrived within ${ARRIVAL_TIMEOUT_MS / 1000} s` : '';
       log(`backlog  quiet latency p50 ${busy.p50Ms.toFixed(0)} ms, p99 ${busy.p99Ms.toFixed(0)} ms, max ${busy.maxMs.toFixed(0)} ms (ingest p99 ${busy.ingestP99Ms.toFixed(0)} ms)${missing}; noisy delivered ${Math.round((after - before) / measureSeconds)}/s meanwhile, ${pendingAfter} still pending`);
 
@@ -126,9 +139,10 @@ export async function run({ durationSeconds, postgresUrl, engines, backlog, log 
       const r = busy.p99Ms / idle.p99Ms;
       const ok = busy.missing === 0 && r <= TARGET_RATIO;
       pass &&= ok;
-      log(`fairness ${engine}: quiet p99 ${busy.p99Ms.toFixed(0)} ms with the backlog vs ${idle.p99Ms.toFixed(0)} ms idle = ${r.toFixed(2)}× (${pct(r)}; target ≤ ${TARGET_RATIO}×: ${ok ? 'PASS' : 'FAIL'})`);
+      log(`fairness ${name}: quiet p99 ${busy.p99Ms.toFixed(0)} ms with the backlog vs ${idle.p99Ms.toFixed(0)} ms idle = ${r.toFixed(2)}× (${pct(r)}; target ≤ ${TARGET_RATIO}×: ${ok ? 'PASS' : 'FAIL'})`);
       const summary = (p) => ({ p50Ms: p.p50Ms, p99Ms: p.p99Ms, maxMs: Number.isFinite(p.maxMs) ? p.maxMs : null, missing: p.missing, ingestP99Ms: p.ingestP99Ms });
-      results.engines[engine] = {
+      results.engines[name] = {
+        layout: separate ? 'api + worker processes' : 'one process, role all',
         idle: { ...summary(idle), ...idleWhere },
         backlog: { ...summary(busy), ...busyWhere, queued: built.accepted, buildSeconds, deliveredBeforeMeasuring: before, pendingAfterMeasuring: pendingAfter, noisyDeliveriesPerSecond: Math.round((after - before) / measureSeconds) },
         ratio: r,

@@ -57,6 +57,7 @@ import { createDestinationService } from './routing/destinations.js';
 import { createRuleService } from './routing/rules.js';
 import { registerRoutingRoutes } from './routing/routes.js';
 import { refreshJob, resealJob, startJobs } from './jobs/background.js';
+import { createDueNotifier, listenForDue } from './jobs/due-signal.js';
 import { destroyWorkspaceKeys } from './vault/shredding.js';
 import { createInbound, MAX_SOURCES_PER_WORKSPACE, registerInboundRoutes } from './inbound/index.js';
 import { createSandbox } from './sandbox/index.js';
@@ -216,6 +217,7 @@ export async function buildApp(options: AppOptions): Promise<App> {
     queues: createQueueFigures({ withPlatform: core.withPlatform, now: () => runtime.now(), cacheMs: 5_000 }),
   });
   metrics.register(http);
+  const dueNotifier = createDueNotifier({ database: options.db.whenReady(), logger });
   if (options.role !== 'worker') {
     registerTenancyRoutes(http, core.tenancy, { afterWorkspaceDeleted: (id) => { core.authenticator.forgetWorkspace(id); } });
     registerApiKeyRoutes(http, core);
@@ -226,8 +228,20 @@ export async function buildApp(options: AppOptions): Promise<App> {
     registerRelayRoutes(http, { relay: core.relay, bodyLimit: config.bodyLimitBytes });
     registerWorkspaceLogRoutes(http, { withWorkspace: core.withWorkspace });
     registerRoutingRoutes(http, { withWorkspace: core.withWorkspace, destinations: core.destinations, rules: core.rules, compile: (source, language) => core.sandbox.compile(source, language), limits: { destinations: config.destinationsPerWorkspace, rules: config.rulesPerWorkspace } });
-    // In the `all` role the engine is in this process: a committed event wakes it at once.
-    registerEventRoutes(http, { withWorkspace: core.withWorkspace, events: core.events, config, onIngested: () => { engine.wake(); runner.wake(); } });
+    // In the `all` role the engine is in this process: a committed event wakes it at once. An
+    // `api` process has none, and tells the worker processes instead (jobs/due-signal.ts).
+    registerEventRoutes(http, {
+      withWorkspace: core.withWorkspace,
+      events: core.events,
+      config,
+      onIngested: () => {
+        if (options.role === 'api') dueNotifier.notify();
+        else {
+          engine.wake();
+          runner.wake();
+        }
+      },
+    });
     registerDeliveryRoutes(http, { withWorkspace: core.withWorkspace, vault: core.vault, now: () => runtime.now() });
     registerIntegrationRoutes(http, { integrations: core.integrations });
     registerIntegrationCatalogRoutes(http, { withWorkspace: core.withWorkspace, integrations: core.integrations });
@@ -324,6 +338,9 @@ export async function buildApp(options: AppOptions): Promise<App> {
   });
 
   const background = options.role !== 'api' && options.startJobs !== false;
+  // A worker process hears of events other processes took (a process in the `all` role also
+  // takes events itself, and `api` processes are why this exists).
+  const dueListener = background ? listenForDue({ database: options.db.whenReady(), logger, onDue: () => { engine.wake(); runner.wake(); } }) : undefined;
   /** After the grace period, how long answers to cut outbound work get before the sockets go. */
   const ANSWER_WINDOW_MS = 250;
 
@@ -369,6 +386,8 @@ export async function buildApp(options: AppOptions): Promise<App> {
       clearTimeout(timer);
       await drained;
       await invalidations.close();
+      await dueListener?.close();
+      await dueNotifier.settled();
       await core.lastUsed.stop();
       await core.relayLog.stop();
       await core.egress.close();

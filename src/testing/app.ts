@@ -52,7 +52,16 @@ export interface TestApp {
 
 export async function startTestApp(
   backend: Backend,
-  options: { config?: Partial<Config>; redis?: Redis | undefined; database?: TestDatabase; logger?: Logger; resolve?: Resolver } = {},
+  options: {
+    config?: Partial<Config>;
+    redis?: Redis | undefined;
+    database?: TestDatabase;
+    logger?: Logger;
+    resolve?: Resolver;
+    /** The process's role (default `all`); with `startJobs` its workers and jobs run on their own. */
+    role?: 'api' | 'worker' | 'all';
+    startJobs?: boolean;
+  } = {},
 ): Promise<TestApp> {
   const database = options.database ?? (await backend.open());
   const base = parseConfig({ LOG_LEVEL: 'silent' });
@@ -68,8 +77,9 @@ export async function startTestApp(
     db: databaseRef(database.db),
     runtime: clock,
     redis: options.redis,
-    startJobs: false,
+    startJobs: options.startJobs ?? false,
     resolve: options.resolve,
+    ...(options.role === undefined ? {} : { role: options.role }),
   });
 
   const request: TestApp['request'] = ({ token, json, headers, ...rest }) =>
