@@ -49,3 +49,45 @@ describe('the claim loop during a database outage', () => {
     expect(claimBackoffMs(10_000, 3)).toBe(10_000);
   });
 });
+
+describe('the claim loop under load', () => {
+  /** A worker whose every claim returns `perClaim` items that run until the test ends. */
+  async function claimsWithin(perClaim: number, ms: number): Promise<number> {
+    let claims = 0;
+    let n = 0;
+    let finish = (): void => undefined;
+    const running = new Promise<undefined>((resolve) => {
+      finish = () => {
+        resolve(undefined);
+      };
+    });
+    const worker = createQueueWorker<{ id: string }>({
+      claim: (room) => {
+        claims++;
+        return Promise.resolve(Array.from({ length: Math.min(perClaim, room) }, () => ({ id: `item-${String(n++)}` })));
+      },
+      run: () => running,
+      capacity: 64,
+      claimFloor: 16,
+      pollMs: 10_000,
+      onError: () => undefined,
+      release: () => Promise.resolve(),
+    });
+    worker.start();
+    await sleep(ms);
+    const counted = claims;
+    finish();
+    await worker.stop(100);
+    return counted;
+  }
+
+  it('claims again at once after a claim of at least the floor, until the room is used', async () => {
+    // 16 per claim into 64 slots: four claims back to back, then the floor stops the fifth.
+    expect(await claimsWithin(16, 200)).toBe(4);
+  });
+
+  it('does not claim again at once after a claim below the floor (a capped destination taking one more)', async () => {
+    // Only the first claim: the next would come from a finished item's wake-up or the 10 s poll.
+    expect(await claimsWithin(1, 200)).toBe(1);
+  });
+});

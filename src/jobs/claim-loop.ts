@@ -1,6 +1,6 @@
 /**
  * The loop shared by the queue workers (delivery engine, execution runner): one claim, then the
- * next — at once when work was found or someone asked meanwhile (a running item finished and
+ * next — at once when a claim found at least the floor's worth, or someone asked meanwhile (a running item finished and
  * freed a slot, new work was queued in this process), after the poll interval otherwise. Never
  * two claims at a time in one process; many wake-ups while a claim runs make one more. It tracks
  * what runs, and on stop waits for it (up to a grace period) before handing back the leases.
@@ -78,11 +78,18 @@ export function createQueueWorker<T extends { readonly id: string }>(deps: {
     }
     claiming = true;
     again = false;
+    const room = deps.capacity - inflight.size;
     claim()
       .then((claimed) => {
         failures = 0;
         for (const item of claimed) void track(item).then(wake);
-        return claimed.length > 0;
+        // Claim again at once only after a claim worth its cost: one that took at least the floor
+        // (or all the room there was). A smaller one means little is claimable now — typically a
+        // destination at its in-flight cap, taking one more per attempt that finished — and the
+        // next finished attempt wakes the loop anyway. Claiming again at once after each of
+        // those doubled the claims and kept the loop busy back to back, so a quiet workspace's
+        // event waited for claims that found nothing (docs/BENCHMARKS.md, fairness).
+        return claimed.length > 0 && claimed.length >= Math.min(deps.claimFloor ?? 1, room);
       })
       .catch((error: unknown) => {
         // While the database is still opening (embedded start-up) there is simply nothing to claim yet.

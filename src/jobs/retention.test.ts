@@ -267,8 +267,12 @@ describe.each(backends)('retention on $name', (backend) => {
       writeLatencies.sort((a, b) => a - b);
       console.log(`retention: 100,000 rows in ${String(durations.length)} transactions, ${elapsed.toFixed(0)} ms; transaction p50 ${p(0.5).toFixed(1)} ms, max ${p(1).toFixed(1)} ms; concurrent event+delivery writes: ${String(writeLatencies.length)}, max ${(writeLatencies.at(-1) ?? 0).toFixed(1)} ms`);
       expect(durations.length).toBeGreaterThanOrEqual(40);
-      expect(p(1)).toBeLessThan(2_000);
-      expect(writeLatencies.at(-1) ?? 0).toBeLessThan(2_000);
+      // Relative to the whole purge, so that a loaded machine (the suite runs files in parallel)
+      // does not fail it: a purge in one long transaction, or one blocking the writers, would
+      // take about all of `elapsed`; short ones each take a small share of it.
+      expect(p(1)).toBeLessThan(elapsed / 4);
+      expect(writeLatencies.length).toBeGreaterThan(0);
+      expect(writeLatencies.at(-1) ?? 0).toBeLessThan(elapsed / 4);
     }, 120_000);
   });
 });
